@@ -1,0 +1,100 @@
+"""Typed settings for lmdemo, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+Quantize = Literal["none", "8bit", "4bit"]
+Device = Literal["auto", "cpu", "cuda"]
+DType = Literal["auto", "bfloat16", "float16", "float32"]
+
+QUANTIZE_CHOICES: tuple[str, ...] = get_args(Quantize)
+DEVICE_CHOICES: tuple[str, ...] = get_args(Device)
+DTYPE_CHOICES: tuple[str, ...] = get_args(DType)
+
+
+class ConfigError(ValueError):
+    """A setting has a value lmdemo cannot use."""
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    value = value.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"`{name}` must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+@dataclass
+class Settings:
+    """Where lmdemo keeps its files and how it loads models."""
+
+    home: Path = field(
+        default_factory=lambda: Path.home() / ".cache" / "lmdemo",
+        metadata={"help": "Cache folder for fetched packages, converted models and adapters (LMDEMO_HOME)."},
+    )
+    device: Device = field(default="auto", metadata={"help": "auto picks CUDA when present, else CPU (LMDEMO_DEVICE)."})
+    quantize: Quantize = field(default="none", metadata={"help": "Default weight quantisation (LMDEMO_QUANTIZE)."})
+    dtype: DType = field(default="auto", metadata={"help": "auto: bf16 (faster than fp32 on CPUs with AVX512-BF16/AMX, and on GPUs)."})
+    # 4 GiB holds all three built-ins in bf16 with room to spare on a 16 GB Space.
+    memory_budget_mb: int = field(default=4096, metadata={"help": "Upper bound for the loaded-model cache (LMDEMO_MEMORY_BUDGET_MB)."})
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser()
+        self.device = _choice("device", self.device, DEVICE_CHOICES)  # type: ignore[assignment]
+        self.quantize = _choice("quantize", self.quantize, QUANTIZE_CHOICES)  # type: ignore[assignment]
+        self.dtype = _choice("dtype", self.dtype, DTYPE_CHOICES)  # type: ignore[assignment]
+        if int(self.memory_budget_mb) <= 0:
+            raise ConfigError(f"`memory_budget_mb` must be positive; got {self.memory_budget_mb}")
+        self.memory_budget_mb = int(self.memory_budget_mb)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Build settings from LMDEMO_* environment variables, defaults for the rest."""
+        env = os.environ if env is None else env
+        kwargs: dict[str, object] = {}
+        for key, attr in (
+            ("LMDEMO_HOME", "home"),
+            ("LMDEMO_DEVICE", "device"),
+            ("LMDEMO_QUANTIZE", "quantize"),
+            ("LMDEMO_DTYPE", "dtype"),
+        ):
+            if env.get(key):
+                kwargs[attr] = env[key]
+        if env.get("LMDEMO_MEMORY_BUDGET_MB"):
+            try:
+                kwargs["memory_budget_mb"] = int(env["LMDEMO_MEMORY_BUDGET_MB"])
+            except ValueError:
+                raise ConfigError(f"`LMDEMO_MEMORY_BUDGET_MB` must be an integer; got {env['LMDEMO_MEMORY_BUDGET_MB']!r}") from None
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.home / "downloads"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def set_settings(settings: Settings | None) -> None:
+    """Replace the process-wide settings (tests, CLI flags); None re-reads the environment."""
+    global _settings
+    _settings = settings
