@@ -47,6 +47,110 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_input(args: argparse.Namespace) -> str:
+    if getattr(args, "file", None):
+        from .errors import InputError
+
+        try:
+            return open(args.file, encoding="utf-8").read()
+        except OSError as exc:
+            raise InputError(f"Cannot read {args.file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{args.file} is not UTF-8 text.") from None
+    return " ".join(args.text) if isinstance(args.text, list) else (args.text or "")
+
+
+def _emit(args: argparse.Namespace, obj: dict, plain: str) -> None:
+    print(json.dumps(obj, ensure_ascii=False) if args.json else plain, flush=True)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generation import GenerationRequest, generate_stream
+    from .textgen import GenerationParams
+
+    params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                              top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed)
+    req = GenerationRequest(" ".join(args.prompt), mode=args.mode, model=args.model, adapter=args.adapter,
+                            quantize=args.quantize, params=params)
+    shown, text, stats = 0, "", None
+    for text, stats in generate_stream(req):
+        if not args.json:
+            print(text[shown:], end="", flush=True)
+            shown = len(text)
+    if args.json:
+        _emit(args, {"text": text, "tokens": stats.tokens, "tokens_per_second": round(stats.tokens_per_second, 2)}, "")
+    else:
+        print(f"\n[{stats.tokens} tokens, {stats.tokens_per_second:.1f} tok/s, {stats.finish_reason}]", file=sys.stderr)
+    return 0
+
+
+def cmd_sentiment(args: argparse.Namespace) -> int:
+    from .sentiment import classify, read_texts
+
+    texts = read_texts(args.file) if args.file else args.text
+    for r in classify(texts, model=args.model, adapter=args.adapter):
+        _emit(args, {"text": r.text, "label": r.label, "score": round(r.score, 4)}, f"{r.label}\t{r.score:.3f}\t{r.text}")
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from .summarization import SummaryRequest, summarize
+
+    unit, length = ("words", args.max_words) if args.max_words else ("sentences", args.sentences)
+    res = summarize(SummaryRequest(_read_input(args), length=length, unit=unit, model=args.model, adapter=args.adapter))
+    for note in res.notes:
+        print(f"note: {note}", file=sys.stderr)
+    _emit(args, {"summary": res.summary}, res.summary)
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from .translation import TranslationRequest, translate
+
+    text = _read_input(args)
+    out = translate(TranslationRequest(text, args.source, args.target, model=args.model, adapter=args.adapter))
+    _emit(args, {"source": text, "translation": out}, out)
+    return 0
+
+
+def cmd_perplexity(args: argparse.Namespace) -> int:
+    from .lmlab import score_text
+
+    res = score_text(_read_input(args), model=args.model or "smollm2-135m-instruct", adapter=args.adapter)
+    if res.note:
+        print(f"note: {res.note}", file=sys.stderr)
+    _emit(args, {"perplexity": res.perplexity, "tokens": [[t.token, t.logprob] for t in res.tokens]},
+          f"perplexity {res.perplexity:.2f} over {len(res.tokens)} tokens (total log-prob {res.total_logprob:.2f})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webui.app import launch
+
+    launch(port=args.port, host=args.host)
+    return 0
+
+
+def cmd_train_sentiment(args: argparse.Namespace) -> int:
+    from .sentiment import train_default
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    result = train_default(args.out, **overrides)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="built-in name, local folder or Hub id")
+    p.add_argument("--adapter", help="PEFT adapter folder or name")
+    p.add_argument("--json", action="store_true", help="print one JSON object per result")
+
+
+def _text_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", nargs="?", help="the text (or use --file)")
+    p.add_argument("--file", help="read the text from a UTF-8 file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lmdemo", description="Run and compare small language models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +162,55 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = models_sub.add_parser("prepare", help="fetch and convert built-in models (all when none named)")
     prepare.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(BUILTINS)}")
     prepare.set_defaults(func=cmd_prepare)
+
+    gen = sub.add_parser("generate", help="chat with an instruct model or complete text with a base model")
+    gen.add_argument("prompt", nargs="+")
+    gen.add_argument("--mode", choices=["chat", "completion"], default="chat")
+    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
+    gen.add_argument("--top-p", type=float, default=0.9)
+    gen.add_argument("--top-k", type=int, default=50)
+    gen.add_argument("--repetition-penalty", type=float, default=1.1)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--quantize", choices=["none", "8bit", "4bit"])
+    _model_args(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    sen = sub.add_parser("sentiment", help="positive/negative with a confidence for each text")
+    sen.add_argument("text", nargs="*")
+    sen.add_argument("--file", help=".txt (one text a line) or .csv with a `text` column")
+    _model_args(sen)
+    sen.set_defaults(func=cmd_sentiment)
+
+    summ = sub.add_parser("summarize", help="summarise a text")
+    _text_args(summ)
+    summ.add_argument("--max-words", type=int, help="summary length in words")
+    summ.add_argument("--sentences", type=int, default=2, help="summary length in sentences (default 2)")
+    _model_args(summ)
+    summ.set_defaults(func=cmd_summarize)
+
+    tr = sub.add_parser("translate", help="translate between en, fr, de, es, zh")
+    _text_args(tr)
+    tr.add_argument("--source", default="en")
+    tr.add_argument("--target", default="fr")
+    _model_args(tr)
+    tr.set_defaults(func=cmd_translate)
+
+    ppl = sub.add_parser("perplexity", help="per-token log-probabilities and perplexity of a text")
+    _text_args(ppl)
+    _model_args(ppl)
+    ppl.set_defaults(func=cmd_perplexity)
+
+    serve = sub.add_parser("serve", help="start the web app")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.set_defaults(func=cmd_serve)
+
+    ts = sub.add_parser("train-sentiment", help="reproduce the bundled sentiment adapter (LoRA on MiniLM)")
+    ts.add_argument("--out", help="output folder (default: the bundled adapter's place)")
+    ts.add_argument("--epochs", type=float)
+    ts.add_argument("--seed", type=int)
+    ts.set_defaults(func=cmd_train_sentiment)
     return parser
 
 
@@ -65,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    if getattr(args, "text", None) is not None and getattr(args, "file", None) and args.command != "sentiment":
+        parser.error("give the text or --file, not both")
     try:
         return func(args)
     except (LmdemoError, ConfigError) as exc:

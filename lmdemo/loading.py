@@ -338,6 +338,25 @@ class ModelCache:
 CACHE = ModelCache()
 
 
+def load_for_training(model: str, *, head: Head, labels: list[str] | None = None, quantize: str | None = None,
+                      dtype: str | None = "float32") -> LoadedModel:
+    """A fresh, uncached copy to train (the cached ones are shared by inference requests).
+
+    fp32 by default: LoRA updates are small, and bf16 master weights would round them away.
+    """
+    settings = get_settings()
+    notes: list[str] = []
+    spec, device, torch_dtype = _resolve_spec(LoadSpec(model=model, head=head, quantize=quantize, dtype=dtype),
+                                              settings, notes)
+    source, extra = _model_source(spec.model, settings)
+    tokenizer = _load_tokenizer(spec.model, source, extra)
+    lm = _from_pretrained(spec, source, extra, device, torch_dtype, labels)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(spec=spec, model=lm, tokenizer=tokenizer, device=device, dtype=torch_dtype,
+                       size_bytes=int(lm.get_memory_footprint()), notes=notes, labels=labels)
+
+
 def load(model: str, *, head: Head = "causal-lm", quantize: str | None = None, adapter: str | None = None,
          device: str | None = None, dtype: str | None = None) -> LoadedModel:
     """Load (or fetch from the cache) a model by built-in name, folder or Hub id."""

