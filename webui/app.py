@@ -24,6 +24,12 @@ QUEUE_SIZE = 64
 CAUSAL_CHOICES = [DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL]
 
 
+def _examples(rows: list[list], inputs: list) -> gr.Examples:
+    """Examples shown as labelled buttons (the first field, shortened): a table would show raw i18n keys as headers."""
+    labels = [str(r[0]) if len(str(r[0])) <= 60 else str(r[0])[:57] + "…" for r in rows]
+    return gr.Examples(rows, inputs=inputs, example_labels=labels, label=i("examples"))
+
+
 def _model_box(default: str, choices: list[str]) -> gr.Dropdown:
     return gr.Dropdown(choices=choices, value=default, allow_custom_value=True, label=i("model"), scale=2)
 
@@ -51,9 +57,9 @@ def generate_tab() -> None:
             top_k = gr.Slider(0, 200, value=50, step=1, label=i("top_k"))
             rep = gr.Slider(0.8, 2, value=1.1, step=0.05, label=i("repetition_penalty"))
             seed = gr.Number(value=0, precision=0, label=i("seed"))
-    gr.Examples([["What is a language model? Answer in two sentences.", "chat"],
+    _examples([["What is a language model? Answer in two sentences.", "chat"],
                  ["Give me three tips for a job interview.", "chat"],
-                 ["用一句话介绍你自己。", "chat"],
+                 ["Explain photosynthesis to a ten-year-old.", "chat"],
                  ["Once upon a time, in a small village by the sea,", "completion"]],
                 inputs=[prompt, mode])
 
@@ -79,10 +85,10 @@ def sentiment_tab() -> None:
             text_in = gr.Textbox(label=i("text"), lines=3)
             run = gr.Button(i("classify"), variant="primary")
         label = gr.Label(label=i("sentiment_label"), num_top_classes=2)
-    gr.Examples([["The battery lasts all day and the screen is gorgeous."],
+    _examples([["The battery lasts all day and the screen is gorgeous."],
                  ["Not worth the money: it broke after two days."],
                  ["The food was cold and the waiter ignored us, but the dessert was nice."],
-                 ["服务很好，下次还会再来！"]], inputs=[text_in])
+                 ["I waited forty minutes on hold and then the line went dead."]], inputs=[text_in])
     run.click(h.sentiment_one, [text_in, model], label, concurrency_id="encoder",
               api_name="ui_sentiment_one", api_visibility="private")
     text_in.submit(h.sentiment_one, [text_in, model], label, concurrency_id="encoder", api_name="ui_sentiment_submit",
@@ -105,18 +111,20 @@ def summarise_tab() -> None:
     with gr.Row():
         unit = gr.Radio([(i("sentences"), "sentences"), (i("words"), "words")], value="sentences",
                         label=i("length_unit"))
-        length = gr.Slider(1, 120, value=1, step=1, label=i("length"))
+        length = gr.Slider(1, 10, value=1, step=1, label=i("length"))
     with gr.Row():
         run = gr.Button(i("summarise"), variant="primary")
         stop_btn = gr.Button(i("stop"), variant="stop")
     summary = gr.Textbox(label=i("summary"), lines=4)
     lengths = gr.Markdown()
-    gr.Examples([[
+    _examples([[
         "The city council voted on Tuesday to build a new public library in the town centre. The project will cost "
         "12 million euros and is expected to open in 2028. Supporters said the current library is too small and lacks "
         "modern facilities such as computers and study rooms. Opponents argued that the money should be spent on "
         "repairing roads. The mayor said construction would begin next spring and promised that local companies "
         "would be hired.", "sentences", 1]], inputs=[text_in, unit, length])
+    unit.change(lambda u: gr.Slider(1, 10, value=2, step=1) if u == "sentences" else gr.Slider(5, 200, value=40, step=5),
+                unit, length, queue=False, api_visibility="private")
     ev = run.click(h.summarise, [text_in, unit, length, model, stop], [summary, lengths], concurrency_id="causal-lm",
                    api_name="ui_summarise", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
@@ -136,7 +144,7 @@ def translate_tab() -> None:
     with gr.Row():
         run = gr.Button(i("translate"), variant="primary")
         stop_btn = gr.Button(i("stop"), variant="stop")
-    gr.Examples([["I would like a cup of coffee, please.", "en", "fr"],
+    _examples([["I would like a cup of coffee, please.", "en", "fr"],
                  ["The train to Berlin leaves at eight o'clock. Please don't be late.", "en", "de"],
                  ["¿Dónde está el museo más cercano?", "es", "en"],
                  ["我们明天早上去爬山。", "zh", "en"]], inputs=[text_in, source, target])

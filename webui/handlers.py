@@ -176,14 +176,14 @@ def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Requ
 @friendly
 def summarise(text_in: str, unit: str, length: float, model: str, stop: threading.Event | None,
               request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    req = SummaryRequest(_need(text_in, request), length=int(length), unit=unit, model=_model(model))
+    req = SummaryRequest(_need(text_in, request), length=length, unit=unit, model=_model(model))
     if stop is not None:
         stop.clear()
-    res = None
+    shown = 0
     for res in summarize_stream(req, stop=stop):
+        _show_notes(res.notes[shown:])
+        shown = len(res.notes)
         yield res.summary, _lengths(res)
-    if res is not None:
-        _show_notes(res.notes)
 
 
 def _lengths(res) -> str:

@@ -6,7 +6,8 @@ import gradio as gr
 
 EN = {
     "title": "lmdemo — small language models, from theory to practice",
-    "intro": "Everything below runs offline on small models from PyPI. Pick a tab, press an example, then **Run**.",
+    "intro": "Everything below runs offline on small models that PyPI packages carry. Pick a tab, click an example, then press the orange button.",
+    "examples": "Examples",
     "tab_generate": "Generate", "tab_sentiment": "Sentiment", "tab_summarize": "Summarise",
     "tab_translate": "Translate", "tab_lab": "LM lab", "tab_models": "Models",
     "model": "Model (built-in, local folder or Hub id)", "adapter": "Adapter", "quantize": "Quantisation",
@@ -37,7 +38,8 @@ EN = {
 
 ZH = {
     "title": "lmdemo —— 小型语言模型：从理论到实践",
-    "intro": "以下所有功能都使用来自 PyPI 的小模型离线运行。选择一个标签页，点一个示例，然后点 **运行**。",
+    "intro": "以下所有功能都使用 PyPI 包自带的小模型离线运行。选择一个标签页，点一个示例，再点橙色按钮。",
+    "examples": "示例",
     "tab_generate": "文本生成", "tab_sentiment": "情感分析", "tab_summarize": "摘要",
     "tab_translate": "翻译", "tab_lab": "语言模型实验室", "tab_models": "模型",
     "model": "模型（内置名称、本地文件夹或 Hub ID）", "adapter": "适配器", "quantize": "量化",
