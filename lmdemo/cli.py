@@ -140,6 +140,32 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import evaluation
+    from .errors import InputError
+
+    mapping = {}
+    for pair in args.columns or []:
+        if "=" not in pair:
+            raise InputError(f"--columns takes FILE_COLUMN=FIELD pairs; got {pair!r}")
+        old, new = pair.split("=", 1)
+        mapping[old] = new
+    result = evaluation.run(args.task, args.data, model=args.model, adapter=args.adapter, limit=args.limit,
+                            column_map=mapping)
+    if args.predictions:
+        evaluation.write_predictions(result, args.predictions)
+    if args.save:
+        evaluation.save(result, args.save)
+    if args.json:
+        print(json.dumps(result.summary(), ensure_ascii=False))
+    else:
+        print(f"{result.task} · {result.model}{' + ' + result.adapter if result.adapter else ''} · "
+              f"{result.n} examples · {result.seconds:.1f} s")
+        for name, value in result.metrics.items():
+            print(f"  {name:<10} {value:.4f}")
+    return 0
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="built-in name, local folder or Hub id")
     p.add_argument("--adapter", help="PEFT adapter folder or name")
@@ -200,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     _text_args(ppl)
     _model_args(ppl)
     ppl.set_defaults(func=cmd_perplexity)
+
+    ev = sub.add_parser("eval", help="score a model or adapter on an eval set with lmdemo's offline metrics")
+    ev.add_argument("task", choices=["sentiment", "classification", "translation", "summarisation", "summarization",
+                                     "generation"])
+    ev.add_argument("--data", help="JSONL or CSV file (default: the bundled set for the task)")
+    ev.add_argument("--limit", type=int, help="use the first N examples")
+    ev.add_argument("--columns", nargs="*", metavar="OLD=NEW", help="rename file columns to the task's fields")
+    ev.add_argument("--predictions", metavar="OUT.jsonl", help="write each example with its prediction")
+    ev.add_argument("--save", metavar="RESULTS.json", help="write the result summary as JSON")
+    _model_args(ev)
+    ev.set_defaults(func=cmd_eval)
 
     serve = sub.add_parser("serve", help="start the web app")
     serve.add_argument("--port", type=int, default=7860)

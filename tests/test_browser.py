@@ -72,6 +72,10 @@ def _body_contains(page, needle, timeout=120_000):
     page.wait_for_function("n => document.body.innerText.includes(n)", arg=needle, timeout=timeout)
 
 
+def _finished(page):
+    page.wait_for_function("() => !document.querySelector('.generating, .pending')", timeout=120_000)
+
+
 def test_generate_tab(browser, base_url):
     page = _page(browser, base_url)
     page.get_by_label("Your message or text to continue").fill("What is the capital of France?")
@@ -98,7 +102,7 @@ def test_summarise_tab(browser, base_url):
     page.get_by_text("The city council voted on Tuesday").first.click()
     _button(page, "Summarise").click()
     _body_contains(page, "→ summary")
-    page.wait_for_function("() => !document.querySelector('.generating')", timeout=120_000)
+    _finished(page)
     _textareas_contain(page, "library")
     _shot(page, "summarise")
 
@@ -109,6 +113,9 @@ def test_translate_tab(browser, base_url):
     page.get_by_label("Text to translate").fill("I would like a cup of coffee, please.")
     _button(page, "Translate").click()
     _textareas_contain(page, "café")
+    # the whole sentence, not a streamed prefix: the translation ends with its full stop
+    page.wait_for_function("() => [...document.querySelectorAll('textarea')].some("
+                           "t => t.value.includes('café') && t.value.trim().endsWith('.'))", timeout=120_000)
     _shot(page, "translate")
 
 
@@ -124,10 +131,25 @@ def test_lm_lab_tab(browser, base_url):
     _shot(page, "lm-lab")
 
 
+def test_evaluate_tab_compares_models(browser, base_url, tmp_path):
+    page = _page(browser, base_url)
+    _tab(page, "Evaluate")
+    page.get_by_label("Models to compare (comma-separated: default, built-in names, adapter folders, Hub ids)").fill(
+        "default")
+    slider_box = page.get_by_label("Examples (first N)").first
+    slider_box.fill("20")
+    slider_box.press("Enter")
+    _button(page, "Evaluate").click()
+    _body_contains(page, "accuracy")
+    _finished(page)
+    assert "Download results JSON" in page.content()
+    _shot(page, "evaluate")
+
+
 def test_models_tab_and_chinese_page(browser, base_url):
     page = _page(browser, base_url, locale="zh-CN")
     _body_contains(page, "文本生成")  # tab labels follow the browser's language
-    page.get_by_role("tab", name="模型").click()
+    page.get_by_role("tab", name="模型", exact=True).click()
     _body_contains(page, "ready")
     _shot(page, "models-zh")
 

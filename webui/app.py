@@ -14,7 +14,7 @@ from lmdemo.registry import BUILTINS, DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MOD
 from lmdemo.translation import LANGUAGES
 
 from . import handlers as h
-from .i18n import I18N, EN
+from .i18n import I18N
 
 log = logging.getLogger("lmdemo.webui")
 i = I18N  # i("key") marks a string for translation in the browser
@@ -158,7 +158,7 @@ def translate_tab() -> None:
 def lab_tab() -> None:
     model = _model_box(DEFAULT_CHAT_MODEL, CAUSAL_CHOICES)
     with gr.Group():
-        gr.Markdown(f"### {EN['lab_score']}")
+        gr.Markdown(i("lab_score"))
         text_in = gr.Textbox(label=i("text"), value="The cat sat on the mat.", lines=2)
         run = gr.Button(i("score"), variant="primary")
         strip = gr.HighlightedText(label=i("token_strip"), show_legend=False, combine_adjacent=False)
@@ -168,7 +168,7 @@ def lab_tab() -> None:
     run.click(h.lab_score, [text_in, model], [strip, summary, table], concurrency_id="causal-lm",
               api_name="ui_lab_score", api_visibility="private")
     with gr.Group():
-        gr.Markdown(f"### {EN['lab_next']}")
+        gr.Markdown(i("lab_next"))
         with gr.Row():
             prefix = gr.Textbox(label=i("prefix"), value="The capital of France is", scale=3)
             k = gr.Slider(1, 30, value=10, step=1, label=i("top_k_show"))
@@ -176,7 +176,7 @@ def lab_tab() -> None:
         plot = gr.BarPlot(x="token", y="probability", label=i("next_plot"), sort="-y", height=300)
     run_next.click(h.lab_next, [prefix, k, model], plot, concurrency_id="causal-lm", api_name="ui_lab_next", api_visibility="private")
     with gr.Group():
-        gr.Markdown(f"### {EN['lab_bigram']}")
+        gr.Markdown(i("lab_bigram"))
         corpus = gr.Textbox(label=i("corpus"), lines=4, value=(
             "the cat sat on the mat.\nthe dog sat on the rug.\na cat and a dog played on the mat.\n"
             "the cat slept on the rug."))
@@ -185,6 +185,27 @@ def lab_tab() -> None:
         comparison = gr.Markdown()
     run_cmp.click(h.lab_bigram, [text_in, corpus, smoothing, model], comparison, concurrency_id="causal-lm",
                   api_name="ui_lab_bigram", api_visibility="private")
+
+
+def evaluate_tab() -> None:
+    with gr.Row():
+        task = gr.Dropdown(["sentiment", "classification", "translation", "summarisation", "generation"],
+                           value="sentiment", label=i("task"))
+        limit = gr.Slider(1, 400, value=50, step=1, label=i("limit"))
+    with gr.Row():
+        models = gr.Textbox(value="default", label=i("eval_models"), scale=2)
+        upload = gr.File(label=i("eval_file"), file_types=[".jsonl", ".csv", ".tsv"], type="filepath")
+    with gr.Row():
+        run = gr.Button(i("evaluate"), variant="primary")
+        stop_btn = gr.Button(i("stop"), variant="stop")
+    with gr.Row():
+        table = gr.Dataframe(label=i("metrics"), interactive=False)
+        chart = gr.BarPlot(x="bar", y="value", color="model", label=i("metrics"), height=280)
+    examples = gr.Dataframe(label=i("per_example"), wrap=True, interactive=False)
+    download = gr.DownloadButton(i("download_json"), visible=False)
+    ev = run.click(h.run_evaluation, [task, upload, models, limit], [table, chart, examples, download],
+                   concurrency_id="causal-lm", api_name="ui_evaluate", api_visibility="private")
+    stop_btn.click(None, None, None, cancels=[ev], api_name="ui_stop_eval", api_visibility="private")
 
 
 def models_tab() -> None:
@@ -285,12 +306,12 @@ def api_endpoints() -> None:
 def build() -> gr.Blocks:
     """The whole page."""
     with gr.Blocks(title="lmdemo", analytics_enabled=False) as demo:
-        gr.Markdown(f"# {EN['title']}")
+        gr.Markdown(i("title"))
         gr.Markdown(i("intro"))
         with gr.Tabs():
             for key, tab in (("tab_generate", generate_tab), ("tab_sentiment", sentiment_tab),
                              ("tab_summarize", summarise_tab), ("tab_translate", translate_tab),
-                             ("tab_lab", lab_tab), ("tab_models", models_tab)):
+                             ("tab_lab", lab_tab), ("tab_evaluate", evaluate_tab), ("tab_models", models_tab)):
                 with gr.Tab(i(key)):
                     tab()
         api_endpoints()

