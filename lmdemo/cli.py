@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from . import store
@@ -166,6 +167,80 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def output_folder(output: str) -> str:
+    """A bare name goes into the adapters folder (so every model picker lists it); a path is used as given."""
+    from .adapters import new_adapter_path
+
+    if "/" in output or output.startswith((".", "~")):
+        return str(Path(output).expanduser())
+    return str(new_adapter_path(output))
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from . import datasets_io
+    from .errors import InputError
+
+    task = {"sentiment": "classification"}.get(args.task, args.task)
+    mapping = {}
+    for column, field_ in ((args.text_column, "text"), (args.label_column, "label"),
+                           (args.prompt_column, "prompt"), (args.response_column, "response")):
+        if column:
+            mapping[column] = field_
+    data = datasets_io.prepare(args.data, task, mapping, validation=args.eval_data)
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    out = output_folder(args.output)
+    common = {"output_dir": out, "learning_rate": args.lr, "lora_r": args.lora_r, "quantize": args.quantize,
+              "epochs": args.epochs, "seed": args.seed}
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step; the adapter trained so far will be saved (Ctrl-C again to abort)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        if task == "classification":
+            from .finetune import ClassifierTrainConfig, train_classifier
+
+            cfg = ClassifierTrainConfig(base_model=args.base or "all-minilm-l6-v2",
+                                        **{k: v for k, v in common.items() if v is not None})
+            if args.max_steps:
+                raise InputError("--max-steps is for sft; classification trains whole epochs (--epochs).")
+            result = train_classifier(data.train, data.validation, cfg, stop_event=stop)
+        else:
+            from .sft import SFTConfig, train_sft
+
+            cfg = SFTConfig(base_model=args.base or "smollm2-135m-instruct", max_steps=args.max_steps,
+                            **{k: v for k, v in common.items() if v is not None})
+            result = train_sft(data.train, data.validation, cfg, stop_event=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(json.dumps({"output_dir": result.output_dir, "metrics": result.metrics, "stopped_early": stop.is_set(),
+                      "train_rows": len(data.train), "validation_rows": len(data.validation)}, indent=2))
+    return 0
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    from . import adapters
+
+    if args.adapters_command == "remove":
+        adapters.remove(args.name)
+        print(f"removed {args.name}")
+    elif args.adapters_command == "merge":
+        print(f"merged into {adapters.merge(args.name, args.out)}")
+    else:
+        for a in adapters.list_adapters():
+            print(f"{a.name:<28}{a.task:<16}{a.base_model:<24}{json.dumps(a.metrics)}")
+    return 0
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="built-in name, local folder or Hub id")
     p.add_argument("--adapter", help="PEFT adapter folder or name")
@@ -237,6 +312,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save", metavar="RESULTS.json", help="write the result summary as JSON")
     _model_args(ev)
     ev.set_defaults(func=cmd_eval)
+
+    ft = sub.add_parser("finetune", help="LoRA fine-tuning: classification (alias sentiment) or sft")
+    ft.add_argument("task", choices=["classification", "sentiment", "sft"])
+    ft.add_argument("--data", required=True, help="CSV, JSONL or Parquet file, or a Hub dataset id (online)")
+    ft.add_argument("--eval-data", help="validation file (default: 10 %% of --data held back)")
+    ft.add_argument("--output", required=True, help="adapter name (saved in the adapters folder) or a folder path")
+    ft.add_argument("--base", help="base model (default: all-minilm-l6-v2 for classification, smollm2 for sft)")
+    ft.add_argument("--epochs", type=float)
+    ft.add_argument("--max-steps", type=int)
+    ft.add_argument("--lr", type=float)
+    ft.add_argument("--lora-r", type=int)
+    ft.add_argument("--quantize", choices=["4bit"], help="QLoRA: base loaded in 4-bit")
+    ft.add_argument("--seed", type=int)
+    for name in ("text", "label", "prompt", "response"):
+        ft.add_argument(f"--{name}-column", help=f"file column holding the {name}")
+    ft.set_defaults(func=cmd_finetune)
+
+    ad = sub.add_parser("adapters", help="list, remove or merge fine-tuned adapters")
+    ad.set_defaults(func=cmd_adapters)
+    ad_sub = ad.add_subparsers(dest="adapters_command")
+    rm = ad_sub.add_parser("remove")
+    rm.add_argument("name")
+    mg = ad_sub.add_parser("merge", help="merge an adapter into its base and save a full model folder")
+    mg.add_argument("name")
+    mg.add_argument("out")
 
     serve = sub.add_parser("serve", help="start the web app")
     serve.add_argument("--port", type=int, default=7860)

@@ -63,9 +63,31 @@ def bundled_path(task: str) -> Path:
     return Path(str(files("lmdemo").joinpath("data", "eval", BUNDLED[task_name(task)])))
 
 
+def _hub_records(dataset_id: str) -> list[tuple[int, dict]]:
+    """Rows of a Hub dataset ("user/name" or "user/name:split", default split "test") through `datasets`."""
+    from datasets import load_dataset
+
+    name, _, split = dataset_id.partition(":")
+    try:
+        ds = load_dataset(name, split=split or "test")
+    except Exception as exc:  # datasets raises many types for offline / missing / gated
+        from .loading import hub_reachable
+
+        why = "the Hub is unreachable (offline)" if not hub_reachable() else str(exc).splitlines()[0]
+        raise InputError(f"Dataset {dataset_id!r} is not a local file and could not be loaded from the Hub: {why}.") from None
+    return [(i + 1, dict(row)) for i, row in enumerate(ds)]
+
+
 def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None = None) -> list[dict]:
-    """Rows of a JSONL or CSV eval file with the task's fields (renamed by ``column_map``: file column -> field)."""
-    task, path = task_name(task), Path(path)
+    """Rows of a JSONL/CSV eval file, or of a Hub dataset id, with the task's fields.
+
+    ``column_map`` renames source columns to the task's fields (file column -> field).
+    """
+    task = task_name(task)
+    rename = column_map or {}
+    if not Path(path).exists() and "/" in str(path) and not str(path).startswith((".", "/", "~")):
+        return _rows(_hub_records(str(path)), task, rename, str(path))
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"Eval file {str(path)!r} does not exist.")
     if path.stat().st_size == 0:
@@ -76,8 +98,6 @@ def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None
         content = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path.name} is not UTF-8 (bad byte at offset {exc.start}).") from None
-    rename = column_map or {}
-    rows: list[dict] = []
     if path.suffix.lower() in (".csv", ".tsv"):
         reader = csv.DictReader(io.StringIO(content), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         records = [(i + 2, r) for i, r in enumerate(reader)]  # line 1 is the header
@@ -93,18 +113,24 @@ def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None
             if not isinstance(record, dict):
                 raise InputError(f"{path.name} line {number}: expected a JSON object.")
             records.append((number, record))
+    return _rows(records, task, rename, path.name)
+
+
+def _rows(records: list[tuple[int, dict]], task: str, rename: dict[str, str], source: str) -> list[dict]:
+    """Rename columns and check every record has the task's fields, naming the first bad line."""
+    rows: list[dict] = []
     for number, record in records:
         row = {rename.get(k, k): v for k, v in record.items()}
         missing = [f for f in FIELDS[task] if f not in row]
         if missing:
-            raise InputError(f"{path.name} line {number}: missing field(s) {', '.join(missing)} for {task} "
+            raise InputError(f"{source} line {number}: missing field(s) {', '.join(missing)} for {task} "
                              f"(has {', '.join(map(str, record))}; map columns with --columns old=new).")
-        empty = [f for f in FIELDS[task] if not str(row[f]).strip()]
+        empty = [f for f in FIELDS[task] if row[f] is None or not str(row[f]).strip()]
         if empty:
-            raise InputError(f"{path.name} line {number}: empty {', '.join(empty)}.")
+            raise InputError(f"{source} line {number}: empty {', '.join(empty)}.")
         rows.append(row)
     if not rows:
-        raise InputError(f"{path.name} has no examples.")
+        raise InputError(f"{source} has no examples.")
     return rows
 
 
@@ -118,6 +144,13 @@ def run(task: str, data: str | Path | None = None, model: str | None = None, ada
         if int(limit) < 1:
             raise InputError(f"`limit` must be at least 1; got {limit}")
         rows = rows[: int(limit)]
+    return run_rows(task, rows, model, adapter, on_progress)
+
+
+def run_rows(task: str, rows: list[dict], model: str | None = None, adapter: str | None = None,
+             on_progress: Callable[[int, int], None] | None = None) -> EvalResult:
+    """Predict and score rows that already carry the task's fields."""
+    task = task_name(task)
     start = time.perf_counter()
     predict = {"sentiment": _classify, "classification": _classify, "translation": _translate,
                "summarisation": _summarise, "generation": _generation}[task]
@@ -136,14 +169,26 @@ def _classify(rows, model, adapter, on_progress):
     from .loading import adapter_dir, adapter_meta
     from .sentiment import DEFAULT_ADAPTER, classify
 
-    results = []
-    batch = 32
-    for i in tqdm(range(0, len(rows), batch), desc="classify", unit="batch"):
-        results += classify([r["text"] for r in rows[i:i + batch]], model=model, adapter=adapter)
-        if on_progress:
-            on_progress(min(i + batch, len(rows)), len(rows))
-    for row, res in zip(rows, results):
-        row["prediction"] = res.label
+    from .registry import resolve
+
+    ref = resolve(model) if model else None
+    if ref is not None and ref.builtin is not None and ref.builtin.task == "encoder" and not adapter:
+        # A bare encoder has no classifier head: score it zero-shot on the set's label names.
+        from . import zeroshot
+
+        labels = sorted({str(r["label"]) for r in rows})
+        predictions = zeroshot.classify([r["text"] for r in rows], labels, model)
+        for row, (label, _) in zip(rows, predictions):
+            row["prediction"] = label
+    else:
+        results = []
+        batch = 32
+        for i in tqdm(range(0, len(rows), batch), desc="classify", unit="batch"):
+            results += classify([r["text"] for r in rows[i:i + batch]], model=model, adapter=adapter)
+            if on_progress:
+                on_progress(min(i + batch, len(rows)), len(rows))
+        for row, res in zip(rows, results):
+            row["prediction"] = res.label
     preds, refs = [r["prediction"] for r in rows], [str(r["label"]) for r in rows]
     scores = load_metric("accuracy").compute(predictions=preds, references=refs)
     scores.update({"f1": load_metric("f1").compute(predictions=preds, references=refs, average="macro")["f1"]})

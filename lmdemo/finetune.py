@@ -59,7 +59,7 @@ def _labels(rows: list[dict]) -> list[str]:
 
 
 def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: ClassifierTrainConfig,
-                     on_log: Callable[[dict], None] | None = None) -> TrainResult:
+                     on_log: Callable[[dict], None] | None = None, stop_event=None) -> TrainResult:
     """Train a LoRA classifier on {"text", "label"} rows and save it as a PEFT adapter folder."""
     import numpy as np
     from datasets import Dataset
@@ -91,11 +91,19 @@ def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: Classif
     history: list[dict[str, float]] = []
 
     class Relay(TrainerCallback):
+        """Forwards logs and per-step progress; ends training early when the stop event is set."""
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             entry = dict(logs or {}, step=state.global_step, max_steps=state.max_steps)
             history.append(entry)
             if on_log:
                 on_log(entry)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if on_log:
+                on_log({"step": state.global_step, "max_steps": state.max_steps})
+            if stop_event is not None and stop_event.is_set():
+                control.should_training_stop = True
 
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
@@ -110,6 +118,7 @@ def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: Classif
                           callbacks=[Relay()])
         trainer.train()
         final = trainer.evaluate()
+        stopped = bool(stop_event is not None and stop_event.is_set())
 
     out = Path(cfg.output_dir)
     tmp = out.with_name(out.name + ".tmp")
@@ -118,7 +127,7 @@ def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: Classif
     ref = resolve(cfg.base_model)
     meta = {"task": "classification", "base_model": cfg.base_model,
             "base_model_hub_id": ref.builtin.hub_id if ref.builtin else cfg.base_model,
-            "labels": labels, "metrics": {"eval_accuracy": final.get("eval_accuracy")},
+            "labels": labels, "metrics": {"eval_accuracy": final.get("eval_accuracy")}, "stopped_early": stopped,
             "train_examples": len(train_rows), "eval_examples": len(eval_rows),
             "config": {k: v for k, v in asdict(cfg).items() if k != "output_dir"}}
     (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2))

@@ -349,8 +349,11 @@ def load_for_training(model: str, *, head: Head, labels: list[str] | None = None
     spec, device, torch_dtype = _resolve_spec(LoadSpec(model=model, head=head, quantize=quantize, dtype=dtype),
                                               settings, notes)
     source, extra = _model_source(spec.model, settings)
-    tokenizer = _load_tokenizer(spec.model, source, extra)
-    lm = _from_pretrained(spec, source, extra, device, torch_dtype, labels)
+    try:
+        tokenizer = _load_tokenizer(spec.model, source, extra)
+        lm = _from_pretrained(spec, source, extra, device, torch_dtype, labels)
+    except (OSError, ValueError) as exc:
+        raise _not_found(spec.model, exc) from exc
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=lm, tokenizer=tokenizer, device=device, dtype=torch_dtype,

@@ -134,13 +134,17 @@ def test_lm_lab_tab(browser, base_url):
 def test_evaluate_tab_compares_models(browser, base_url, tmp_path):
     page = _page(browser, base_url)
     _tab(page, "Evaluate")
+    page.get_by_label("Task").first.click()
+    page.get_by_role("option", name="generation").click()
     page.get_by_label("Models to compare (comma-separated: default, built-in names, adapter folders, Hub ids)").fill(
-        "default")
+        "smollm2-135m-instruct, gemma-3-270m")
     slider_box = page.get_by_label("Examples (first N)").first
-    slider_box.fill("20")
+    slider_box.fill("10")
     slider_box.press("Enter")
     _button(page, "Evaluate").click()
-    _body_contains(page, "accuracy")
+    _body_contains(page, "perplexity · gemma-3-270m")
+    table = page.locator("table").first.inner_text()
+    assert "smollm2-135m-instruct" in table and "gemma-3-270m" in table
     _finished(page)
     assert "Download results JSON" in page.content()
     _shot(page, "evaluate")

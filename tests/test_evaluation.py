@@ -59,3 +59,8 @@ def test_unknown_task_and_bad_limit(tmp_path):
         evaluation.run("poetry")
     with pytest.raises(InputError, match="limit"):
         evaluation.run("sentiment", limit=0)
+
+
+def test_hub_dataset_id_offline_is_a_clear_error():
+    with pytest.raises(InputError, match="'someone/some-dataset'.*offline"):
+        evaluation.run("sentiment", "someone/some-dataset")

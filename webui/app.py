@@ -34,7 +34,7 @@ def _model_box(default: str, choices: list[str]) -> gr.Dropdown:
     return gr.Dropdown(choices=choices, value=default, allow_custom_value=True, label=i("model"), scale=2)
 
 
-def generate_tab() -> None:
+def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
     stop = gr.State(h.new_stop_event)  # one per browser session
     with gr.Row():
         mode = gr.Radio([(i("mode_chat"), "chat"), (i("mode_completion"), "completion")], value="chat",
@@ -75,9 +75,10 @@ def generate_tab() -> None:
         events.append(ev)
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=events, api_name="ui_stop_chat", api_visibility="private")
     clear.click(lambda: ([], ""), None, [chatbot, stats], queue=False, api_name="ui_stop_generation", api_visibility="private")
+    return model, "sft", CAUSAL_CHOICES
 
 
-def sentiment_tab() -> None:
+def sentiment_tab() -> tuple[gr.Dropdown, str, list[str]]:
     model = gr.Dropdown([h.BUNDLED_SENTIMENT], value=h.BUNDLED_SENTIMENT, allow_custom_value=True,
                         label=i("model"))
     with gr.Row():
@@ -102,9 +103,10 @@ def sentiment_tab() -> None:
         download = gr.DownloadButton(i("download"), visible=False)
     run_all.click(h.sentiment_batch, [lines, upload, model], [table, download], concurrency_id="encoder",
                   api_name="ui_sentiment_batch", api_visibility="private")
+    return model, "classification", [h.BUNDLED_SENTIMENT]
 
 
-def summarise_tab() -> None:
+def summarise_tab() -> tuple[gr.Dropdown, str, list[str]]:
     stop = gr.State(h.new_stop_event)
     model = _model_box(DEFAULT_CHAT_MODEL, [DEFAULT_CHAT_MODEL])
     text_in = gr.Textbox(label=i("summary_text"), lines=8)
@@ -128,9 +130,10 @@ def summarise_tab() -> None:
     ev = run.click(h.summarise, [text_in, unit, length, model, stop], [summary, lengths], concurrency_id="causal-lm",
                    api_name="ui_summarise", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
+    return model, "sft", [DEFAULT_CHAT_MODEL]
 
 
-def translate_tab() -> None:
+def translate_tab() -> tuple[gr.Dropdown, str, list[str]]:
     stop = gr.State(h.new_stop_event)
     langs = [(name, code) for code, name in LANGUAGES.items()]
     with gr.Row():
@@ -153,9 +156,10 @@ def translate_tab() -> None:
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
     swap.click(h.swap_languages, [source, target, text_in, out], [source, target, text_in, out], queue=False,
                api_name="ui_swap_languages", api_visibility="private")
+    return model, "sft", [DEFAULT_COMPLETION_MODEL]
 
 
-def lab_tab() -> None:
+def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
     model = _model_box(DEFAULT_CHAT_MODEL, CAUSAL_CHOICES)
     with gr.Group():
         gr.Markdown(i("lab_score"))
@@ -185,6 +189,7 @@ def lab_tab() -> None:
         comparison = gr.Markdown()
     run_cmp.click(h.lab_bigram, [text_in, corpus, smoothing, model], comparison, concurrency_id="causal-lm",
                   api_name="ui_lab_bigram", api_visibility="private")
+    return model, "sft", CAUSAL_CHOICES
 
 
 def evaluate_tab() -> None:
@@ -206,6 +211,67 @@ def evaluate_tab() -> None:
     ev = run.click(h.run_evaluation, [task, upload, models, limit], [table, chart, examples, download],
                    concurrency_id="causal-lm", api_name="ui_evaluate", api_visibility="private")
     stop_btn.click(None, None, None, cancels=[ev], api_name="ui_stop_eval", api_visibility="private")
+
+
+def finetune_tab() -> None:
+    from lmdemo.datasets_io import SAMPLES
+
+    with gr.Row():
+        task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft")], value="classification",
+                        label=i("task"))
+        sample = gr.Dropdown(list(SAMPLES), value="topics (4 classes)", label=i("sample"))
+        upload = gr.File(label=i("train_file"), file_types=[".csv", ".jsonl", ".json", ".parquet", ".tsv"],
+                         type="filepath")
+    with gr.Row():
+        first_col = gr.Dropdown([], value=None, allow_custom_value=True, label=i("first_col"))
+        second_col = gr.Dropdown([], value=None, allow_custom_value=True, label=i("second_col"))
+        check = gr.Button(i("check_data"))
+    data_summary = gr.Markdown()
+    preview = gr.Dataframe(label=i("preview"), interactive=False, wrap=True)
+    with gr.Accordion(i("train_settings"), open=True):
+        with gr.Row():
+            base = gr.Dropdown(["all-minilm-l6-v2", "smollm2-135m-instruct", "gemma-3-270m"], value="all-minilm-l6-v2",
+                               allow_custom_value=True, label=i("model"))
+            epochs = gr.Slider(1, 20, value=6, step=1, label=i("epochs"))
+            lr = gr.Number(value=1e-3, label=i("learning_rate"))
+            lora_r = gr.Slider(2, 64, value=16, step=2, label=i("lora_r"))
+            quantize = gr.Dropdown(["none", "4bit"], value="none", label=i("quantize"))
+            name = gr.Textbox(value="topics", label=i("adapter_name"))
+    with gr.Row():
+        estimate_btn = gr.Button(i("estimate"))
+        start = gr.Button(i("start"), variant="primary")
+        cancel = gr.Button(i("cancel"), variant="stop")
+    estimate_md = gr.Markdown()
+    status = gr.Markdown()
+    loss_plot = gr.LinePlot(x="step", y="loss", color="series", label=i("loss"), height=260)
+    with gr.Row():
+        compare_table = gr.Dataframe(label=i("before_after"), interactive=False)
+    compare_examples = gr.Dataframe(label=i("side_by_side"), interactive=False, wrap=True)
+    with gr.Accordion(i("adapters"), open=False):
+        adapters = gr.Dataframe(value=h.adapters_table, headers=["name", "task", "base", "metrics"], interactive=False)
+        with gr.Row():
+            adapter_name = gr.Textbox(label=i("adapter_name"))
+            remove = gr.Button(i("remove"))
+            merge = gr.Button(i("merge"))
+        merge_md = gr.Markdown()
+
+    task.change(lambda t: ("all-minilm-l6-v2", 6, 1e-3) if t == "classification" else ("smollm2-135m-instruct", 2, 2e-4),
+                task, [base, epochs, lr], queue=False, api_visibility="private")
+    data_inputs = [task, sample, upload, first_col, second_col]
+    for trigger in (check.click, upload.upload, sample.change):
+        trigger(h.check_training_data, data_inputs, [preview, data_summary, first_col, second_col],
+                api_name="ui_check_data", api_visibility="private")
+    estimate_btn.click(h.estimate_training, data_inputs + [base, quantize, lora_r], estimate_md,
+                       concurrency_id="training", api_name="ui_estimate", api_visibility="private")
+    start.click(h.start_training, data_inputs + [base, epochs, lr, lora_r, quantize, name], None,
+                api_name="ui_start_training", api_visibility="private")
+    cancel.click(h.cancel_training, None, None, queue=False, api_name="ui_cancel_training", api_visibility="private")
+    timer = gr.Timer(1.0)
+    timer.tick(h.training_status, None, [status, loss_plot, compare_table, compare_examples], queue=False,
+               api_visibility="private", show_progress="hidden")
+    remove.click(h.remove_adapter, adapter_name, adapters, api_name="ui_remove_adapter", api_visibility="private")
+    merge.click(h.merge_adapter, adapter_name, merge_md, concurrency_id="training", api_name="ui_merge_adapter",
+                api_visibility="private")
 
 
 def models_tab() -> None:
@@ -308,12 +374,22 @@ def build() -> gr.Blocks:
     with gr.Blocks(title="lmdemo", analytics_enabled=False) as demo:
         gr.Markdown(i("title"))
         gr.Markdown(i("intro"))
+        pickers = []
         with gr.Tabs():
             for key, tab in (("tab_generate", generate_tab), ("tab_sentiment", sentiment_tab),
                              ("tab_summarize", summarise_tab), ("tab_translate", translate_tab),
-                             ("tab_lab", lab_tab), ("tab_evaluate", evaluate_tab), ("tab_models", models_tab)):
+                             ("tab_lab", lab_tab), ("tab_evaluate", evaluate_tab), ("tab_finetune", finetune_tab),
+                             ("tab_models", models_tab)):
                 with gr.Tab(i(key)):
-                    tab()
+                    picker = tab()
+                    if picker:
+                        pickers.append(picker)
+
+        def refresh_pickers():
+            """Fine-tuned adapters appear in the model pickers of the jobs they fit, on every page load."""
+            return [gr.Dropdown(choices=h.picker_choices(kind, defaults)) for _, kind, defaults in pickers]
+
+        demo.load(refresh_pickers, None, [p for p, _, _ in pickers], queue=False, api_visibility="private")
         api_endpoints()
     # One model-bound job at a time per model family: a 2-core machine gains nothing from more.
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)

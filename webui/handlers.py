@@ -79,6 +79,24 @@ def _model(value: str | None) -> str | None:
     return value or None
 
 
+def model_and_adapter(value: str | None) -> tuple[str | None, str | None]:
+    """A picker value is a model (built-in, folder, Hub id) or a fine-tuned adapter's name: split it."""
+    from lmdemo.adapters import list_adapters
+
+    value = _model(value)
+    for adapter in list_adapters() if value else []:
+        if adapter.name == value:
+            return adapter.base_model, str(adapter.path)
+    return value, None
+
+
+def picker_choices(task: str, defaults: list[str]) -> list[str]:
+    """Built-in choices plus the adapters of that kind (classification for sentiment, sft otherwise)."""
+    from lmdemo.adapters import list_adapters
+
+    return defaults + [a.name for a in list_adapters(task)]
+
+
 def _show_notes(notes: list[str]) -> None:
     for note in notes:
         gr.Warning(note)
@@ -115,7 +133,8 @@ def chat_reply(history: list[dict], mode: str, model: str, quantize: str, max_ne
         raise gr.Error(text("err_empty", lang_of(request)))
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, seed=seed)
-    req = GenerationRequest(history[-1]["content"], mode=mode, model=_model(model), quantize=quantize,
+    base, adapter = model_and_adapter(model)
+    req = GenerationRequest(history[-1]["content"], mode=mode, model=base, adapter=adapter, quantize=quantize,
                             params=params, history=history[:-1] if mode == "chat" else [])
     if stop is not None:
         stop.clear()
@@ -176,7 +195,8 @@ def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Requ
 @friendly
 def summarise(text_in: str, unit: str, length: float, model: str, stop: threading.Event | None,
               request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    req = SummaryRequest(_need(text_in, request), length=length, unit=unit, model=_model(model))
+    base, adapter = model_and_adapter(model)
+    req = SummaryRequest(_need(text_in, request), length=length, unit=unit, model=base, adapter=adapter)
     if stop is not None:
         stop.clear()
     shown = 0
@@ -196,7 +216,8 @@ def _lengths(res) -> str:
 @friendly
 def translate(text_in: str, source: str, target: str, model: str, stop: threading.Event | None,
               request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    req = TranslationRequest(_need(text_in, request), source, target, model=_model(model))
+    base, adapter = model_and_adapter(model)
+    req = TranslationRequest(_need(text_in, request), source, target, model=base, adapter=adapter)
     if stop is not None:
         stop.clear()
     for partial in translate_stream(req, stop=stop):
@@ -311,3 +332,140 @@ def run_evaluation(task: str, upload: str | None, models: str, limit: float, req
                               ensure_ascii=False))
     return (gr.Dataframe(value=metric_rows, headers=headers), chart, per_example,
             gr.DownloadButton(value=str(out), visible=True))
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+def _training_source(sample: str | None, upload: str | None) -> tuple[str, str | None, str | None]:
+    """(data source, validation source, task hint) from an upload or a bundled sample."""
+    from lmdemo import datasets_io
+
+    if upload:
+        return upload, None, None
+    if sample:
+        task, train, heldout = datasets_io.sample_path(sample)
+        return str(train), str(heldout), task
+    raise InputError("Upload a CSV/JSONL/Parquet file or pick a sample set.")
+
+
+def _mapping(task: str, first_col: str | None, second_col: str | None) -> dict[str, str]:
+    fields = ("text", "label") if task in ("classification", "sentiment") else ("prompt", "response")
+    return {col: f for col, f in zip((first_col, second_col), fields) if col and col != f}
+
+
+@friendly
+def check_training_data(task: str, sample: str | None, upload: str | None, first_col: str | None,
+                        second_col: str | None, request: gr.Request = None):
+    """Read and validate the data; preview rows, column choices and what will be trained on."""
+    from lmdemo import datasets_io
+
+    source, validation, _ = _training_source(sample, upload)
+    rows, columns = datasets_io.read_rows(source)
+    fields = ("text", "label") if task == "classification" else ("prompt", "response")
+    first = first_col if first_col in columns else (fields[0] if fields[0] in columns else None)
+    second = second_col if second_col in columns else (fields[1] if fields[1] in columns else None)
+    preview = [[str(r.get(c, ""))[:120] for c in columns] for r in rows[:5]]
+    choices = (gr.Dropdown(choices=columns, value=first), gr.Dropdown(choices=columns, value=second))
+    try:
+        data = datasets_io.prepare(source, task, _mapping(task, first, second), validation=validation)
+    except InputError as exc:
+        gr.Warning(str(exc))
+        return gr.Dataframe(value=preview, headers=columns), f"⚠️ {exc}", *choices
+    summary = (f"**{len(data.train)}** training rows, **{len(data.validation)}** validation rows"
+               + (f" · labels: {', '.join(data.labels)}" if data.labels else "")
+               + "".join(f"\n\n_{n}_" for n in data.notes))
+    return gr.Dataframe(value=preview, headers=columns), summary, *choices
+
+
+@friendly
+def estimate_training(task: str, sample: str | None, upload: str | None, first_col: str | None,
+                      second_col: str | None, base: str, quantize: str, lora_r: float, request: gr.Request = None,
+                      progress=gr.Progress(track_tqdm=True)):
+    from lmdemo import datasets_io
+    from lmdemo.estimate import estimate
+
+    source, validation, _ = _training_source(sample, upload)
+    data = datasets_io.prepare(source, task, _mapping(task, first_col, second_col), validation=validation)
+    batch, length = (32, 128) if task == "classification" else (8, 256)
+    est = estimate(task, _model(base) or _default_base(task), len(data.train), batch, length,
+                   quantize=None if quantize == "none" else quantize, labels=max(2, len(data.labels)),
+                   lora_r=int(lora_r))
+    return est.text()
+
+
+def _default_base(task: str) -> str:
+    return "all-minilm-l6-v2" if task == "classification" else "smollm2-135m-instruct"
+
+
+@friendly
+def start_training(task: str, sample: str | None, upload: str | None, first_col: str | None, second_col: str | None,
+                   base: str, epochs: float, lr: float, lora_r: float, quantize: str, name: str,
+                   request: gr.Request = None):
+    from lmdemo import datasets_io
+    from lmdemo.adapters import new_adapter_path
+    from lmdemo.jobs import JOBS
+
+    source, validation, _ = _training_source(sample, upload)
+    data = datasets_io.prepare(source, task, _mapping(task, first_col, second_col), validation=validation)
+    out = new_adapter_path(name or f"{task}-adapter")
+    config = {"output_dir": str(out), "base_model": _model(base) or _default_base(task), "epochs": float(epochs),
+              "learning_rate": float(lr), "lora_r": int(lora_r), "quantize": None if quantize == "none" else quantize}
+    JOBS.start(out.name, data.task, data.train, data.validation, config)
+    gr.Info(f"Training {out.name} started: {len(data.train)} rows, {len(data.validation)} for validation.")
+
+
+def cancel_training():
+    from lmdemo.jobs import JOBS
+
+    JOBS.cancel()
+
+
+def training_status():
+    """Progress line, loss plot data, comparison tables: polled by a timer, so a reloaded page re-attaches."""
+    import pandas as pd
+
+    from lmdemo.jobs import JOBS
+
+    st = JOBS.poll()
+    if st.state == "idle":
+        return "No training job yet.", pd.DataFrame({"step": [], "loss": [], "series": []}), None, None
+    eta = f" · ETA {st.eta_seconds:.0f} s" if st.eta_seconds is not None and st.running else ""
+    line = (f"**{st.name}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
+            f" · {st.steps_per_second:.2f} it/s{eta} · {st.elapsed:.0f} s — {st.message}")
+    points = [{"step": p["step"], "loss": p.get("loss", p.get("eval_loss")),
+               "series": "train" if "loss" in p else "validation"} for p in st.losses]
+    plot = pd.DataFrame(points or [], columns=["step", "loss", "series"])
+    metrics = examples = None
+    if st.comparison:
+        cmp = st.comparison
+        names = list(cmp["metrics"]["base"])
+        metrics = pd.DataFrame([[who, *[round(v, 4) for v in cmp["metrics"][who].values()]]
+                                for who in ("base", "fine-tuned")], columns=["model", *names])
+        examples = pd.DataFrame(cmp["examples"])
+    return line, plot, metrics, examples
+
+
+def adapters_table() -> list[list[str]]:
+    from lmdemo.adapters import list_adapters
+
+    return [[a.name, a.task, a.base_model, ", ".join(f"{k} {v:.3f}" for k, v in a.metrics.items()
+                                                     if isinstance(v, (int, float)))] for a in list_adapters()]
+
+
+@friendly
+def remove_adapter(name: str, request: gr.Request = None):
+    from lmdemo.adapters import remove
+
+    remove(_need(name, request))
+    gr.Info(f"Removed {name}.")
+    return adapters_table()
+
+
+@friendly
+def merge_adapter(name: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    from lmdemo.adapters import merge, safe_name
+    from lmdemo.config import get_settings
+
+    out = get_settings().home / "merged" / safe_name(_need(name, request))
+    merge(name, out)
+    return f"Merged model saved in `{out}` (usable as a local model folder in every model box)."

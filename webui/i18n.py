@@ -38,6 +38,13 @@ EN = {
     "eval_models": "Models to compare (comma-separated: default, built-in names, adapter folders, Hub ids)",
     "eval_file": "Eval set (empty = the bundled one; JSONL/CSV with the task's fields)", "evaluate": "Evaluate",
     "metrics": "Metrics", "per_example": "Per example (✗ = wrong label)", "download_json": "Download results JSON",
+    "tab_finetune": "Fine-tune", "sample": "Sample data set", "train_file": "…or upload CSV / JSONL / Parquet",
+    "first_col": "Text / prompt column", "second_col": "Label / response column", "check_data": "Check data",
+    "preview": "First rows", "train_settings": "Training settings", "epochs": "Epochs", "learning_rate": "Learning rate",
+    "lora_r": "LoRA rank r", "adapter_name": "Adapter name", "estimate": "Estimate memory and time",
+    "start": "Start training", "cancel": "Cancel", "loss": "Loss (train and validation)",
+    "before_after": "Base vs fine-tuned on the validation split", "side_by_side": "Outputs side by side",
+    "adapters": "Saved adapters", "remove": "Remove", "merge": "Merge into a full model",
 }
 
 ZH = {
@@ -74,6 +81,13 @@ ZH = {
     "eval_models": "要比较的模型（逗号分隔：default、内置名称、适配器文件夹、Hub ID）",
     "eval_file": "评估集（留空 = 内置评估集；含任务字段的 JSONL/CSV）", "evaluate": "评估",
     "metrics": "指标", "per_example": "逐个样本（✗ = 标签错误）", "download_json": "下载结果 JSON",
+    "tab_finetune": "微调", "sample": "示例数据集", "train_file": "……或上传 CSV / JSONL / Parquet",
+    "first_col": "文本 / 提示列", "second_col": "标签 / 回答列", "check_data": "检查数据",
+    "preview": "前几行", "train_settings": "训练设置", "epochs": "轮数", "learning_rate": "学习率",
+    "lora_r": "LoRA 秩 r", "adapter_name": "适配器名称", "estimate": "估算内存和时间",
+    "start": "开始训练", "cancel": "取消", "loss": "损失（训练与验证）",
+    "before_after": "验证集上的基础模型与微调模型", "side_by_side": "输出对比",
+    "adapters": "已保存的适配器", "remove": "删除", "merge": "合并为完整模型",
 }
 
 I18N = gr.I18n(en=EN, zh=ZH)

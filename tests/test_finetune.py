@@ -1,0 +1,138 @@
+"""Fine-tuning: data checks, the classifier trainer, the worker-process job slot and adapter management."""
+
+import json
+
+import pytest
+import torch
+
+from lmdemo import adapters, datasets_io
+from lmdemo.config import Settings
+from lmdemo.errors import InputError
+from lmdemo.finetune import ClassifierTrainConfig, train_classifier
+
+ROWS = [{"text": t, "label": l} for t, l in [
+    ("The striker scored twice in the final.", "sport"), ("Stocks fell after the bank raised rates.", "business"),
+    ("The goalkeeper saved a late penalty.", "sport"), ("The startup raised ten million in funding.", "business"),
+    ("Our team won the league on Sunday.", "sport"), ("Quarterly profits beat expectations.", "business"),
+    ("She ran the marathon in record time.", "sport"), ("The merger was approved by regulators.", "business"),
+]] * 2
+
+
+# ---------------------------------------------------------------- data checks
+
+def _write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", b"", "empty"),
+    ("blob.csv", b"\x00\x01\x02\x03binary", "binary"),
+    ("latin.csv", b"text,label\ncaf\xe9,positive\n", "not UTF-8"),
+    ("cols.csv", "review,stars\ngood,5\nbad,1\n", "missing column"),
+    ("one.csv", "text,label\ngood,positive\nfine,positive\nnice,positive\n", "single class"),
+    ("notes.txt", "hello", "unsupported file type"),
+])
+def test_bad_datasets_get_their_specific_message(tmp_path, name, content, message):
+    with pytest.raises(InputError, match=message):
+        datasets_io.prepare(_write(tmp_path, name, content), "classification")
+
+
+def test_size_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets_io, "MAX_FILE_BYTES", 100)
+    with pytest.raises(InputError, match="limit"):
+        datasets_io.prepare(_write(tmp_path, "big.csv", "text,label\n" + "x,y\n" * 100), "classification")
+
+
+def test_mapping_empty_rows_split_and_parquet(tmp_path):
+    csv = "review,stars\n" + "".join(f"{r['text']},{r['label']}\n" for r in ROWS) + ",sport\nok,\n"
+    data = datasets_io.prepare(_write(tmp_path, "d.csv", csv), "classification", {"review": "text", "stars": "label"})
+    assert len(data.train) + len(data.validation) == len(ROWS) and data.labels == ["business", "sport"]
+    assert any("2 row(s) with an empty" in n for n in data.notes)
+    import pandas as pd
+
+    pd.DataFrame([{"prompt": "Say hi", "response": "Hi!"}] * 5).to_parquet(tmp_path / "s.parquet")
+    sft = datasets_io.prepare(tmp_path / "s.parquet", "sft")
+    assert len(sft.train) == 4 and len(sft.validation) == 1
+
+
+def test_bundled_sample_and_hub_offline():
+    task, train, heldout = datasets_io.sample_path("topics (4 classes)")
+    data = datasets_io.prepare(train, task, validation=heldout)
+    assert len(data.labels) == 4 and len(data.validation) == 120
+    with pytest.raises(InputError, match="offline"):
+        datasets_io.prepare("someone/no-such-dataset", "classification")
+
+
+# ---------------------------------------------------------------- adapters
+
+def test_adapter_names_are_sanitised(tmp_path):
+    s = Settings(home=tmp_path)
+    assert adapters.safe_name("../../etc/passwd") == "etc-passwd"
+    assert adapters.new_adapter_path("my topics/v1", s) == s.adapters_dir / "my-topics-v1"
+    with pytest.raises(InputError):
+        adapters.safe_name("../..")
+
+
+# ---------------------------------------------------------------- training
+
+def test_classifier_lora_run_saves_a_standard_adapter(prepared, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    out = tmp_path / "topics"
+    cfg = ClassifierTrainConfig(output_dir=str(out), epochs=1, batch_size=8, learning_rate=5e-3)
+    result = train_classifier(ROWS, ROWS[:4], cfg)
+    assert {"adapter_config.json", "adapter_model.safetensors", "lmdemo.json"} <= {p.name for p in out.iterdir()}
+    weights = load_file(out / "adapter_model.safetensors")
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights.items()), "LoRA weights must have moved"
+    assert not any("base_layer" in k for k in weights), "base weights are not part of the adapter"
+    assert json.loads((out / "lmdemo.json").read_text())["labels"] == ["business", "sport"] == result.labels
+
+    # plain PEFT reload gives the same probabilities as lmdemo's own path
+    from transformers import AutoModelForSequenceClassification
+
+    from lmdemo import sentiment, store
+
+    base = AutoModelForSequenceClassification.from_pretrained(store.ensure("all-minilm-l6-v2"), num_labels=2)
+    peft_model = PeftModel.from_pretrained(base, str(out)).eval()
+    lm_out = sentiment.classify(["The keeper saved a penalty."], adapter=str(out))[0]
+    tok = store.load_tokenizer(store.ensure("all-minilm-l6-v2"))
+    with torch.no_grad():
+        probs = peft_model(**tok(["The keeper saved a penalty."], return_tensors="pt")).logits.float().softmax(-1)[0]
+    assert abs(probs.max().item() - lm_out.score) < 2e-2  # bf16 inference vs fp32 reload
+
+
+def test_worker_job_cancel_keeps_a_loadable_adapter_and_refuses_a_second_start(prepared, tmp_path):
+    from lmdemo.jobs import TrainingJobs
+    from lmdemo.sentiment import classify
+
+    jobs = TrainingJobs()
+    out = tmp_path / "cancel-me"
+    config = {"output_dir": str(out), "epochs": 50, "batch_size": 4, "base_model": "all-minilm-l6-v2"}
+    jobs.start("cancel-me", "classification", ROWS, ROWS[:4], config)
+    with pytest.raises(InputError, match="already running"):
+        jobs.start("second", "classification", ROWS, ROWS[:4], dict(config, output_dir=str(tmp_path / "b")))
+    import time
+
+    deadline = time.time() + 180
+    while jobs.poll().step < 3 and time.time() < deadline:
+        assert jobs.status.state in ("starting", "running"), jobs.status.message
+        time.sleep(0.5)
+    assert jobs.status.step >= 3
+    jobs.cancel()
+    status = jobs.wait(timeout=240)
+    assert status.state == "cancelled", status.message
+    assert status.step < status.max_steps
+    assert classify(["A late goal won the cup."], adapter=str(out))[0].label in ("sport", "business")
+
+
+def test_worker_crash_is_reported(prepared, tmp_path):
+    from lmdemo.jobs import TrainingJobs
+
+    jobs = TrainingJobs()
+    jobs.start("broken", "classification", ROWS, ROWS[:4],
+               {"output_dir": str(tmp_path / "x"), "base_model": "no-such/model-anywhere"})
+    status = jobs.wait(timeout=180)
+    assert status.state == "failed" and "no-such/model-anywhere" in status.message
