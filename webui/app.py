@@ -243,7 +243,11 @@ def finetune_tab() -> None:
         cancel = gr.Button(i("cancel"), variant="stop")
     estimate_md = gr.Markdown()
     status = gr.Markdown()
-    loss_plot = gr.LinePlot(x="step", y="loss", color="series", label=i("loss"), height=260)
+    # Two plots, not one coloured by series: gradio keeps a plot's first colour domain, and the first
+    # points of a run are often validation only, so a train line added later would never be drawn.
+    with gr.Row():
+        loss_plot = gr.LinePlot(x="step", y="loss", label=i("loss"), height=240)
+        val_plot = gr.LinePlot(x="step", y="loss", label=i("val_loss"), height=240)
     with gr.Row():
         compare_table = gr.Dataframe(label=i("before_after"), interactive=False)
     compare_examples = gr.Dataframe(label=i("side_by_side"), interactive=False, wrap=True)
@@ -267,7 +271,7 @@ def finetune_tab() -> None:
                 api_name="ui_start_training", api_visibility="private")
     cancel.click(h.cancel_training, None, None, queue=False, api_name="ui_cancel_training", api_visibility="private")
     timer = gr.Timer(1.0)
-    timer.tick(h.training_status, None, [status, loss_plot, compare_table, compare_examples], queue=False,
+    timer.tick(h.training_status, None, [status, loss_plot, val_plot, compare_table, compare_examples], queue=False,
                api_visibility="private", show_progress="hidden")
     remove.click(h.remove_adapter, adapter_name, adapters, api_name="ui_remove_adapter", api_visibility="private")
     merge.click(h.merge_adapter, adapter_name, merge_md, concurrency_id="training", api_name="ui_merge_adapter",

@@ -428,13 +428,13 @@ def training_status():
 
     st = JOBS.poll()
     if st.state == "idle":
-        return "No training job yet.", pd.DataFrame({"step": [], "loss": [], "series": []}), None, None
+        return "No training job yet.", None, None, None, None
     eta = f" · ETA {st.eta_seconds:.0f} s" if st.eta_seconds is not None and st.running else ""
     line = (f"**{st.name}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
             f" · {st.steps_per_second:.2f} it/s{eta} · {st.elapsed:.0f} s — {st.message}")
-    points = [{"step": p["step"], "loss": p.get("loss", p.get("eval_loss")),
-               "series": "train" if "loss" in p else "validation"} for p in st.losses]
-    plot = pd.DataFrame(points or [], columns=["step", "loss", "series"])
+    def curve(key: str):
+        points = [{"step": p["step"], "loss": p[key]} for p in st.losses if key in p]
+        return pd.DataFrame(points) if points else None
     metrics = examples = None
     if st.comparison:
         cmp = st.comparison
@@ -442,7 +442,7 @@ def training_status():
         metrics = pd.DataFrame([[who, *[round(v, 4) for v in cmp["metrics"][who].values()]]
                                 for who in ("base", "fine-tuned")], columns=["model", *names])
         examples = pd.DataFrame(cmp["examples"])
-    return line, plot, metrics, examples
+    return line, curve("loss"), curve("eval_loss"), metrics, examples
 
 
 def adapters_table() -> list[list[str]]:

@@ -42,7 +42,7 @@ EN = {
     "first_col": "Text / prompt column", "second_col": "Label / response column", "check_data": "Check data",
     "preview": "First rows", "train_settings": "Training settings", "epochs": "Epochs", "learning_rate": "Learning rate",
     "lora_r": "LoRA rank r", "adapter_name": "Adapter name", "estimate": "Estimate memory and time",
-    "start": "Start training", "cancel": "Cancel", "loss": "Loss (train and validation)",
+    "start": "Start training", "cancel": "Cancel", "loss": "Training loss", "val_loss": "Validation loss",
     "before_after": "Base vs fine-tuned on the validation split", "side_by_side": "Outputs side by side",
     "adapters": "Saved adapters", "remove": "Remove", "merge": "Merge into a full model",
 }
@@ -85,7 +85,7 @@ ZH = {
     "first_col": "文本 / 提示列", "second_col": "标签 / 回答列", "check_data": "检查数据",
     "preview": "前几行", "train_settings": "训练设置", "epochs": "轮数", "learning_rate": "学习率",
     "lora_r": "LoRA 秩 r", "adapter_name": "适配器名称", "estimate": "估算内存和时间",
-    "start": "开始训练", "cancel": "取消", "loss": "损失（训练与验证）",
+    "start": "开始训练", "cancel": "取消", "loss": "训练损失", "val_loss": "验证损失",
     "before_after": "验证集上的基础模型与微调模型", "side_by_side": "输出对比",
     "adapters": "已保存的适配器", "remove": "删除", "merge": "合并为完整模型",
 }
