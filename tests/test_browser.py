@@ -142,12 +142,34 @@ def test_evaluate_tab_compares_models(browser, base_url, tmp_path):
     slider_box.fill("10")
     slider_box.press("Enter")
     _button(page, "Evaluate").click()
-    _body_contains(page, "perplexity · gemma-3-270m")
-    table = page.locator("table").first.inner_text()
-    assert "smollm2-135m-instruct" in table and "gemma-3-270m" in table
+    _body_contains(page, "perplexity · gemma-3-270m")  # chart bars are labelled metric · model
+    _body_contains(page, "perplexity · smollm2-135m-instruct")
     _finished(page)
     assert "Download results JSON" in page.content()
     _shot(page, "evaluate")
+
+
+def test_finetune_tab_trains_cancels_and_compares(browser, base_url):
+    page = _page(browser, base_url)
+    _tab(page, "Fine-tune")
+    _button(page, "Check data").click()
+    _body_contains(page, "training rows")
+    page.get_by_label("Epochs").first.fill("2")
+    page.get_by_label("Epochs").first.press("Enter")
+    page.get_by_label("Adapter name").first.fill("browser-topics")
+    _button(page, "Start training").click()
+    _body_contains(page, "browser-topics (classification) · finished", timeout=300_000)
+    _body_contains(page, "fine-tuned")
+    _shot(page, "finetune-finished")
+    page.get_by_label("Epochs").first.fill("20")
+    page.get_by_label("Epochs").first.press("Enter")
+    page.get_by_label("Adapter name").first.fill("browser-cancelled")
+    _button(page, "Start training").click()
+    _body_contains(page, "browser-cancelled (classification) · running", timeout=120_000)
+    _button(page, "Cancel").click()
+    _body_contains(page, "browser-cancelled (classification) · cancelled", timeout=300_000)
+    assert "the adapter trained so far is saved" in page.inner_text("body")
+    _shot(page, "finetune-cancelled")
 
 
 def test_models_tab_and_chinese_page(browser, base_url):
