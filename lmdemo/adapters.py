@@ -83,3 +83,34 @@ def merge(name: str, output_dir: str | Path, settings: Settings | None = None) -
     (out / ADAPTER_META).unlink(missing_ok=True)
     (out / "lmdemo-merged-from.json").write_text(json.dumps({"adapter": name, **meta}, indent=2))
     return out
+
+
+def save_adapter(model, output_dir: str | Path, meta: dict) -> Path:
+    """Write a PEFT adapter, lmdemo.json and a model card to a .tmp sibling, then rename it into place."""
+    out = Path(output_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2))
+    (tmp / "README.md").write_text(model_card(out.name, meta))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def model_card(name: str, meta: dict) -> str:
+    """A model card with YAML front matter: base model, task, data sizes and validation metrics."""
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(base_model=meta.get("base_model_hub_id") or meta.get("base_model"), library_name="peft",
+                         tags=["lora", "lmdemo", meta.get("task", "")],
+                         pipeline_tag="text-classification" if meta.get("task") == "classification" else "text-generation")
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in (meta.get("metrics") or {}).items()
+                        if isinstance(v, (int, float)))
+    labels = f"\nLabels: {', '.join(meta['labels'])}.\n" if meta.get("labels") else ""
+    return (f"---\n{data.to_yaml()}\n---\n\n# {name}\n\nLoRA adapter ({meta.get('task')}) for "
+            f"`{meta.get('base_model')}`, trained with lmdemo on {meta.get('train_examples', '?')} examples "
+            f"({meta.get('eval_examples', '?')} held back for validation).\n{labels}\n"
+            f"| validation metric | value |\n|---|---|\n{metrics}\n\n"
+            f"Training settings: `{json.dumps(meta.get('config', {}))}`\n")

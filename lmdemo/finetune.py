@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from .errors import InputError
-from .loading import ADAPTER_META, load_for_training
+from .adapters import save_adapter
+from .loading import load_for_training
 from .registry import DEFAULT_ENCODER_MODEL, resolve
 
 # LoRA targets per architecture family; anything else falls back to PEFT's own defaults.
@@ -58,13 +56,43 @@ def _labels(rows: list[dict]) -> list[str]:
     return labels
 
 
+def progress_callback(history: list[dict], on_log: Callable[[dict], None] | None, stop_event):
+    """A TrainerCallback that records logs, reports each step, and ends training when ``stop_event`` is set.
+
+    After a stop it also skips that epoch's evaluation and checkpoint, so Cancel returns quickly;
+    the trainer's caller then saves the adapter trained so far.
+    """
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        stopped = False
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            entry = dict(logs or {}, step=state.global_step, max_steps=state.max_steps)
+            history.append(entry)
+            if on_log:
+                on_log(entry)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if on_log:
+                on_log({"step": state.global_step, "max_steps": state.max_steps})
+            if stop_event is not None and stop_event.is_set():
+                self.stopped = control.should_training_stop = True
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if self.stopped:  # runs after DefaultFlowCallback, so this wins
+                control.should_evaluate = control.should_save = False
+
+    return Progress()
+
+
 def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: ClassifierTrainConfig,
                      on_log: Callable[[dict], None] | None = None, stop_event=None) -> TrainResult:
     """Train a LoRA classifier on {"text", "label"} rows and save it as a PEFT adapter folder."""
     import numpy as np
     from datasets import Dataset
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     labels = _labels(train_rows)
     label2id = {label: i for i, label in enumerate(labels)}
@@ -89,21 +117,7 @@ def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: Classif
         return {"accuracy": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
 
     history: list[dict[str, float]] = []
-
-    class Relay(TrainerCallback):
-        """Forwards logs and per-step progress; ends training early when the stop event is set."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            entry = dict(logs or {}, step=state.global_step, max_steps=state.max_steps)
-            history.append(entry)
-            if on_log:
-                on_log(entry)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if on_log:
-                on_log({"step": state.global_step, "max_steps": state.max_steps})
-            if stop_event is not None and stop_event.is_set():
-                control.should_training_stop = True
+    progress = progress_callback(history, on_log, stop_event)
 
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
@@ -115,23 +129,16 @@ def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: Classif
         )
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           data_collator=DataCollatorWithPadding(lm.tokenizer), compute_metrics=metrics,
-                          callbacks=[Relay()])
+                          callbacks=[progress])
         trainer.train()
         final = trainer.evaluate()
-        stopped = bool(stop_event is not None and stop_event.is_set())
+        stopped = progress.stopped
 
-    out = Path(cfg.output_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
     ref = resolve(cfg.base_model)
     meta = {"task": "classification", "base_model": cfg.base_model,
             "base_model_hub_id": ref.builtin.hub_id if ref.builtin else cfg.base_model,
             "labels": labels, "metrics": {"eval_accuracy": final.get("eval_accuracy")}, "stopped_early": stopped,
             "train_examples": len(train_rows), "eval_examples": len(eval_rows),
             "config": {k: v for k, v in asdict(cfg).items() if k != "output_dir"}}
-    (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    out = save_adapter(model, cfg.output_dir, meta)
     return TrainResult(str(out), labels, {"accuracy": float(final.get("eval_accuracy", 0.0))}, history)

@@ -17,18 +17,16 @@ it gives exactly the ids the model saw before each response in training.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Protocol
 
 from .errors import InputError
-from .finetune import TARGET_MODULES, TrainResult
-from .loading import ADAPTER_META, load_for_training
+from .finetune import TARGET_MODULES, TrainResult, progress_callback
+from .loading import load_for_training
 from .registry import DEFAULT_CHAT_MODEL, resolve
 from .textgen import neutralise_special_tokens
 
@@ -178,16 +176,10 @@ def _encode(rows: list[dict], tokenizer, max_length: int, what: str):
 
 
 def _save_adapter(model, cfg: SFTConfig, meta: dict[str, Any]) -> Path:
-    """PEFT adapter + lmdemo.json written to a .tmp sibling, then renamed into place."""
-    out = Path(cfg.output_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    """PEFT adapter, lmdemo.json and model card, written atomically (see adapters.save_adapter)."""
+    from .adapters import save_adapter
+
+    return save_adapter(model, cfg.output_dir, meta)
 
 
 def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConfig,
@@ -200,7 +192,7 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
     _check_rows(eval_rows, "evaluation")
 
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import Trainer, TrainingArguments, set_seed
 
     set_seed(cfg.seed)
     lm = load_for_training(cfg.base_model, head="causal-lm", quantize=cfg.quantize or "none")
@@ -221,27 +213,7 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     history: list[dict[str, float]] = []
-    stopped = False
-
-    class Relay(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            entry = dict(logs or {}, step=state.global_step, max_steps=state.max_steps)
-            history.append(entry)
-            if on_log:
-                on_log(entry)
-
-    class Stop(TrainerCallback):
-        """Ends training after the current step once `stop_event` is set; the adapter is still saved."""
-
-        def on_step_end(self, args, state, control, **kwargs):
-            nonlocal stopped
-            if stop_event is not None and stop_event.is_set():
-                stopped = True
-                control.should_training_stop = True
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            if stopped:  # runs after DefaultFlowCallback: skip the epoch's evaluation and checkpoint
-                control.should_evaluate = control.should_save = False
+    progress = progress_callback(history, on_log, stop_event)
 
     checkpoints = Path(cfg.output_dir).with_name(Path(cfg.output_dir).name + ".checkpoints")
     with tempfile.TemporaryDirectory() as scratch:
@@ -259,9 +231,10 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
             dataloader_pin_memory=lm.device.type == "cuda", disable_tqdm=False,
         )
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                          data_collator=SFTCollator(pad_id), callbacks=[Relay(), Stop()])
+                          data_collator=SFTCollator(pad_id), callbacks=[progress])
         output = trainer.train()
         metrics: dict[str, float] = {"train_loss": float(output.training_loss)}
+        stopped = progress.stopped
         if eval_ds is not None and not stopped:
             last = next((h for h in reversed(history) if "eval_loss" in h), None)
             if last is None or last["step"] != trainer.state.global_step:  # the epoch-end eval may be current

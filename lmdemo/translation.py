@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from typing import Iterator
@@ -13,7 +13,7 @@ from typing import Iterator
 from .errors import InputError
 from .loading import load
 from .registry import DEFAULT_COMPLETION_MODEL
-from .textgen import GenerationParams, require_text, run_to_end, stream
+from .textgen import GenerationParams, require_text, stream
 
 LANGUAGES: dict[str, str] = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "zh": "Chinese"}
 _NO_SPACE = {"zh"}  # scripts written without spaces between sentences

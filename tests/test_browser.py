@@ -149,11 +149,31 @@ def test_evaluate_tab_compares_models(browser, base_url, tmp_path):
     _shot(page, "evaluate")
 
 
+def test_finetune_upload_with_column_mapping(browser, base_url, tmp_path):
+    page = _page(browser, base_url)
+    _tab(page, "Fine-tune")
+    # a user's own file with other column names, mapped through the column pickers
+    rows = [("The striker scored a late winner.", "sport"), ("Shares rose after strong results.", "business"),
+            ("The keeper saved two penalties.", "sport"), ("The bank cut its interest rate.", "business")] * 6
+    upload = tmp_path / "my-topics.csv"
+    upload.write_text("headline,topic\n" + "".join(f"{t},{l}\n" for t, l in rows))
+    page.locator("#finetune-upload input[type=file]").set_input_files(str(upload))
+    _body_contains(page, "missing column")  # text/label are not the file's names
+    for label, column in (("Text / prompt column", "headline"), ("Label / response column", "topic")):
+        box = page.get_by_label(label).first
+        box.fill(column)
+        box.press("Enter")
+    _button(page, "Check data").click()
+    _body_contains(page, "labels: business, sport")
+    assert "The striker scored a late winner." in page.inner_text("body")  # preview of the first rows
+    _shot(page, "finetune-upload")
+
+
 def test_finetune_tab_trains_cancels_and_compares(browser, base_url):
     page = _page(browser, base_url)
     _tab(page, "Fine-tune")
     _button(page, "Check data").click()
-    _body_contains(page, "training rows")
+    _body_contains(page, "labels: business, food, science, sport")
     page.get_by_label("Epochs").first.fill("2")
     page.get_by_label("Epochs").first.press("Enter")
     page.get_by_label("Adapter name").first.fill("browser-topics")
@@ -166,6 +186,10 @@ def test_finetune_tab_trains_cancels_and_compares(browser, base_url):
     page.get_by_label("Adapter name").first.fill("browser-cancelled")
     _button(page, "Start training").click()
     _body_contains(page, "browser-cancelled (classification) · running", timeout=120_000)
+    page.reload()  # a reloaded page re-attaches to the running job
+    page.wait_for_selector("textarea", timeout=60_000)
+    _tab(page, "Fine-tune")
+    _body_contains(page, "browser-cancelled (classification) · running", timeout=30_000)
     _button(page, "Cancel").click()
     _body_contains(page, "browser-cancelled (classification) · cancelled", timeout=300_000)
     assert "the adapter trained so far is saved" in page.inner_text("body")

@@ -136,3 +136,27 @@ def test_worker_crash_is_reported(prepared, tmp_path):
                {"output_dir": str(tmp_path / "x"), "base_model": "no-such/model-anywhere"})
     status = jobs.wait(timeout=180)
     assert status.state == "failed" and "no-such/model-anywhere" in status.message
+
+
+def test_card_and_merge_into_a_full_model(prepared, tmp_path):
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForSequenceClassification
+
+    from lmdemo import sentiment, store
+
+    out = tmp_path / "merge-me"
+    train_classifier(ROWS, ROWS[:4], ClassifierTrainConfig(output_dir=str(out), epochs=1, batch_size=8))
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.library_name == "peft"
+    assert "eval_accuracy" in card.text and "business, sport" in card.text
+
+    merged = adapters.merge(str(out), tmp_path / "merged")
+    assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
+    full = AutoModelForSequenceClassification.from_pretrained(merged).eval()
+    tok = store.load_tokenizer(store.ensure("all-minilm-l6-v2"))
+    text = "The merger was approved by regulators."
+    with torch.no_grad():
+        probs = full(**tok([text], return_tensors="pt")).logits.softmax(-1)[0]
+    expected = sentiment.classify([text], adapter=str(out))[0]
+    assert full.config.id2label[int(probs.argmax())] == expected.label
+    assert abs(float(probs.max()) - expected.score) < 2e-2

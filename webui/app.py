@@ -10,7 +10,7 @@ import gradio as gr
 
 from lmdemo import store
 from lmdemo.loading import load
-from lmdemo.registry import BUILTINS, DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
+from lmdemo.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
 from lmdemo.translation import LANGUAGES
 
 from . import handlers as h
@@ -221,7 +221,7 @@ def finetune_tab() -> None:
                         label=i("task"))
         sample = gr.Dropdown(list(SAMPLES), value="topics (4 classes)", label=i("sample"))
         upload = gr.File(label=i("train_file"), file_types=[".csv", ".jsonl", ".json", ".parquet", ".tsv"],
-                         type="filepath")
+                         type="filepath", elem_id="finetune-upload")
     with gr.Row():
         first_col = gr.Dropdown([], value=None, allow_custom_value=True, label=i("first_col"))
         second_col = gr.Dropdown([], value=None, allow_custom_value=True, label=i("second_col"))
