@@ -19,11 +19,14 @@ TASKS = ["sentiment", "translation", "summarisation", "generation"]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, help="first N examples of each set (default: all)")
+    parser.add_argument("--translation-limit", type=int,
+                        help="first N translation examples (the set interleaves its 8 directions)")
     args = parser.parse_args()
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     print("| task | model | examples | metrics | seconds |\n|---|---|---|---|---|")
     for task in TASKS:
-        cmd = [sys.executable, "-m", "lmdemo", "eval", task, "--json"] + (["--limit", str(args.limit)] if args.limit else [])
+        limit = args.translation_limit if task == "translation" and args.translation_limit else args.limit
+        cmd = [sys.executable, "-m", "lmdemo", "eval", task, "--json"] + (["--limit", str(limit)] if limit else [])
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         metrics = ", ".join(f"{k} {v:.3f}" if v < 10 else f"{k} {v:.1f}" for k, v in r["metrics"].items())
