@@ -160,3 +160,39 @@ def test_card_and_merge_into_a_full_model(prepared, tmp_path):
     expected = sentiment.classify([text], adapter=str(out))[0]
     assert full.config.id2label[int(probs.argmax())] == expected.label
     assert abs(float(probs.max()) - expected.score) < 2e-2
+
+
+def test_estimate_measures_real_steps(prepared):
+    from lmdemo.estimate import estimate
+
+    est = estimate("classification", "all-minilm-l6-v2", n_train=100, batch_size=8, max_length=64, labels=4)
+    assert est.steps_per_epoch == 13 and est.seconds_per_step > 0
+    assert est.seconds_per_epoch == pytest.approx(13 * est.seconds_per_step)
+    assert 0 < est.trainable_params < est.total_params and "min per epoch" in est.text()
+
+
+def test_cli_ctrl_c_stops_after_the_step_and_keeps_the_adapter(prepared, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 8))
+    out = tmp_path / "interrupted"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "lmdemo", "finetune", "classification", "--data", str(data),
+                             "--output", str(out), "--epochs", "30"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(root)))
+    deadline = time.time() + 120
+    seen = ""
+    while time.time() < deadline and "'loss'" not in seen:  # the Trainer's first log line: training is under way
+        seen += proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr[-2000:]
+    summary = json.loads(stdout[stdout.rindex("\n{\n") + 1:])  # the summary object, after the Trainer logs
+    assert summary["stopped_early"] is True and (out / "adapter_model.safetensors").is_file()
+    assert "stopping after this step" in stderr
