@@ -204,9 +204,10 @@ def evaluate_tab() -> None:
         run = gr.Button(i("evaluate"), variant="primary")
         stop_btn = gr.Button(i("stop"), variant="stop")
     with gr.Row():
-        table = gr.Dataframe(label=i("metrics"), interactive=False)
+        table = gr.Dataframe(label=i("metrics"), headers=["model", "n", "metric"], interactive=False)
         chart = gr.BarPlot(x="bar", y="value", color="model", label=i("metrics"), height=280)
-    examples = gr.Dataframe(label=i("per_example"), wrap=True, interactive=False)
+    examples = gr.Dataframe(label=i("per_example"), headers=["input", "reference", "prediction"], wrap=True,
+                            interactive=False)
     download = gr.DownloadButton(i("download_json"), visible=False)
     ev = run.click(h.run_evaluation, [task, upload, models, limit], [table, chart, examples, download],
                    concurrency_id="causal-lm", api_name="ui_evaluate", api_visibility="private")
@@ -227,7 +228,7 @@ def finetune_tab() -> None:
         second_col = gr.Dropdown([], value=None, allow_custom_value=True, label=i("second_col"))
         check = gr.Button(i("check_data"))
     data_summary = gr.Markdown()
-    preview = gr.Dataframe(label=i("preview"), interactive=False, wrap=True)
+    preview = gr.Dataframe(label=i("preview"), headers=["text", "label"], interactive=False, wrap=True)
     with gr.Accordion(i("train_settings"), open=True):
         with gr.Row():
             base = gr.Dropdown(["all-minilm-l6-v2", "smollm2-135m-instruct", "gemma-3-270m"], value="all-minilm-l6-v2",
@@ -249,8 +250,9 @@ def finetune_tab() -> None:
         loss_plot = gr.LinePlot(x="step", y="loss", label=i("loss"), height=240)
         val_plot = gr.LinePlot(x="step", y="loss", label=i("val_loss"), height=240)
     with gr.Row():
-        compare_table = gr.Dataframe(label=i("before_after"), interactive=False)
-    compare_examples = gr.Dataframe(label=i("side_by_side"), interactive=False, wrap=True)
+        compare_table = gr.Dataframe(label=i("before_after"), headers=["model", "accuracy", "f1"], interactive=False)
+    compare_examples = gr.Dataframe(label=i("side_by_side"), headers=["input", "reference", "base", "fine-tuned"],
+                                    interactive=False, wrap=True)
     with gr.Accordion(i("adapters"), open=False):
         adapters = gr.Dataframe(value=h.adapters_table, headers=["name", "task", "base", "metrics"], interactive=False)
         with gr.Row():
