@@ -232,9 +232,8 @@ def _quantized_layers(model) -> int:
 
 
 def _load_uncached(spec: LoadSpec, device: torch.device, dtype: torch.dtype, notes: list[str],
-                   settings: Settings) -> LoadedModel:
+                   settings: Settings, labels: list[str] | None = None, for_training: bool = False) -> LoadedModel:
     source, extra = _model_source(spec.model, settings)
-    labels = None
     if spec.adapter:
         labels = adapter_meta(Path(spec.adapter)).get("labels")
     try:
@@ -262,7 +261,8 @@ def _load_uncached(spec: LoadSpec, device: torch.device, dtype: torch.dtype, not
 
     if spec.adapter:
         model = _attach_adapter(model, spec.adapter)
-    model.eval()
+    if not for_training:
+        model.eval()
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
@@ -348,16 +348,7 @@ def load_for_training(model: str, *, head: Head, labels: list[str] | None = None
     notes: list[str] = []
     spec, device, torch_dtype = _resolve_spec(LoadSpec(model=model, head=head, quantize=quantize, dtype=dtype),
                                               settings, notes)
-    source, extra = _model_source(spec.model, settings)
-    try:
-        tokenizer = _load_tokenizer(spec.model, source, extra)
-        lm = _from_pretrained(spec, source, extra, device, torch_dtype, labels)
-    except (OSError, ValueError) as exc:
-        raise _not_found(spec.model, exc) from exc
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(spec=spec, model=lm, tokenizer=tokenizer, device=device, dtype=torch_dtype,
-                       size_bytes=int(lm.get_memory_footprint()), notes=notes, labels=labels)
+    return _load_uncached(spec, device, torch_dtype, notes, settings, labels=labels, for_training=True)
 
 
 def load(model: str, *, head: Head = "causal-lm", quantize: str | None = None, adapter: str | None = None,
