@@ -9,6 +9,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from .errors import InputError
+from .files import check_size, read_text
 
 MAX_FILE_BYTES = 50 * 2**20
 MAX_ROWS = 20_000
@@ -41,23 +42,12 @@ def _suffix_format(path: Path) -> str:
 
 
 def _check_file(path: Path) -> str:
-    if not path.is_file():
-        raise InputError(f"Data file {str(path)!r} does not exist.")
-    size = path.stat().st_size
-    if size == 0:
-        raise InputError(f"{path.name} is empty (0 bytes).")
-    if size > MAX_FILE_BYTES:
-        raise InputError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+    """The file's `datasets` format, after the upload checks (text checks for the text formats)."""
     fmt = _suffix_format(path)
-    if fmt != "parquet":
-        head = path.read_bytes()
-        if b"\x00" in head[:8192]:
-            raise InputError(f"{path.name} looks binary, not {fmt.upper()} text.")
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = head[: exc.start].count(b"\n") + 1
-            raise InputError(f"{path.name} is not UTF-8 (bad byte on line {line}); save it as UTF-8.") from None
+    if fmt == "parquet":
+        check_size(path, MAX_FILE_BYTES)
+    else:
+        read_text(path, MAX_FILE_BYTES)
     return fmt
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .files import read_text
 from .metrics import load_metric
 
 TASKS = ("sentiment", "classification", "translation", "summarisation", "generation")
@@ -88,16 +89,7 @@ def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None
     if not Path(path).exists() and "/" in str(path) and not str(path).startswith((".", "/", "~")):
         return _rows(_hub_records(str(path)), task, rename, str(path))
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Eval file {str(path)!r} does not exist.")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path.name} is empty.")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise InputError(f"{path.name} is larger than {MAX_FILE_BYTES // 2**20} MB.")
-    try:
-        content = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path.name} is not UTF-8 (bad byte at offset {exc.start}).") from None
+    content = read_text(path, MAX_FILE_BYTES)
     if path.suffix.lower() in (".csv", ".tsv"):
         reader = csv.DictReader(io.StringIO(content), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         records = [(i + 2, r) for i, r in enumerate(reader)]  # line 1 is the header

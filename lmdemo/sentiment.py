@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .errors import InputError
+from .files import read_text
 from .loading import adapter_dir, adapter_meta, load
 from .registry import DEFAULT_ENCODER_MODEL
 
@@ -71,19 +72,7 @@ def classify(texts: list[str] | str, model: str | None = None, adapter: str | No
 def read_texts(path: str | Path, column: str | None = None) -> list[str]:
     """Texts from a .txt (one per line) or .csv/.tsv file (the `text` column, or the first one)."""
     path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        raise InputError(f"{path.name} is empty.")
-    if size > MAX_FILE_BYTES:
-        raise InputError(f"{path.name} is {size / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise InputError(f"{path.name} looks binary; upload a UTF-8 .txt or .csv file.")
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path.name} is not UTF-8 text (bad byte on line {line}).") from None
+    content = read_text(path, MAX_FILE_BYTES)
     if path.suffix.lower() not in (".csv", ".tsv"):
         return [line for line in content.splitlines() if line.strip()]
     reader = csv.DictReader(io.StringIO(content), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
