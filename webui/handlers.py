@@ -80,14 +80,21 @@ def _model(value: str | None) -> str | None:
 
 
 def model_and_adapter(value: str | None) -> tuple[str | None, str | None]:
-    """A picker value is a model (built-in, folder, Hub id) or a fine-tuned adapter's name: split it."""
-    from lmdemo.adapters import list_adapters
+    """(model, adapter folder) for a picker value.
+
+    Empty or a job's default -> (None, None); a fine-tuned adapter's name or folder -> (its base model,
+    its folder); anything else is a model (built-in, folder or Hub id).
+    """
+    from lmdemo.loading import adapter_dir, adapter_meta
 
     value = _model(value)
-    for adapter in list_adapters() if value else []:
-        if adapter.name == value:
-            return adapter.base_model, str(adapter.path)
-    return value, None
+    if value in (None, "default", BUNDLED_SENTIMENT):
+        return None, None
+    try:
+        folder = adapter_dir(value)
+    except LmdemoError:
+        return value, None
+    return adapter_meta(folder).get("base_model") or None, str(folder)
 
 
 def picker_choices(task: str, defaults: list[str]) -> list[str]:
@@ -160,15 +167,8 @@ def new_stop_event() -> threading.Event:
 # ---------------------------------------------------------------- sentiment
 
 def _sentiment_source(model: str | None) -> dict[str, str | None]:
-    model = _model(model)
-    if model is None or model == BUNDLED_SENTIMENT:
-        return {"model": None, "adapter": None}
-    from lmdemo.loading import adapter_dir
-
-    try:
-        return {"model": None, "adapter": str(adapter_dir(model))}  # a fine-tuned classifier adapter
-    except LmdemoError:
-        return {"model": model, "adapter": None}  # a Hub id / folder of a ready classifier
+    base, adapter = model_and_adapter(model)
+    return {"model": base, "adapter": adapter}
 
 
 @friendly
@@ -284,19 +284,9 @@ def prepare_models(request: gr.Request = None, progress=gr.Progress(track_tqdm=T
 # ---------------------------------------------------------------- evaluation
 
 def _candidates(models: str) -> list[tuple[str | None, str | None, str]]:
-    """(model, adapter, label) for each comma- or line-separated entry; adapters are found by folder or name."""
-    from lmdemo.loading import adapter_dir
-
-    out = []
-    for entry in [e.strip() for e in (models or "").replace("\n", ",").split(",") if e.strip()]:
-        if entry in ("default", BUNDLED_SENTIMENT):
-            out.append((None, None, entry))
-            continue
-        try:
-            out.append((None, str(adapter_dir(entry)), entry))
-        except LmdemoError:
-            out.append((entry, None, entry))
-    return out or [(None, None, "default")]
+    """(model, adapter, label) for each comma- or line-separated entry."""
+    entries = [e.strip() for e in (models or "").replace("\n", ",").split(",") if e.strip()]
+    return [(*model_and_adapter(e), e) for e in entries] or [(None, None, "default")]
 
 
 @friendly
