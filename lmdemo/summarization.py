@@ -77,9 +77,9 @@ def _chunks(lm: LoadedModel, text: str) -> list[str]:
     pieces = [s for para in text.split("\n\n") for s in (split_sentences(para) or [para])]
     chunks, current, size = [], [], 0
     for piece in pieces:
-        n = len(tok(piece, add_special_tokens=False).input_ids)
+        ids = tok(piece, add_special_tokens=False).input_ids
+        n = len(ids)
         if n > CHUNK_TOKENS:  # one giant "sentence": cut it by tokens
-            ids = tok(piece, add_special_tokens=False).input_ids
             parts = [tok.decode(ids[i:i + CHUNK_TOKENS]) for i in range(0, len(ids), CHUNK_TOKENS)]
         else:
             parts = [piece]
