@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -241,6 +242,28 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push
+
+    token = os.environ.get("HF_TOKEN") or None  # never a flag: it would land in shell history and `ps`
+    result = push(args.adapter, args.repo_id, private=args.private, token=token, eval_paths=args.eval,
+                  dry_run=args.dry_run, datasets=args.dataset, license=args.license)
+    if result.dry_run:
+        print(f"dry run: wrote the upload for {result.repo_id} to {result.folder}: {', '.join(result.files)}")
+    else:
+        print(f"pushed {', '.join(result.files)} to {result.url or result.repo_id}")
+    return 0
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    from .space import build
+
+    files = build(args.out_dir)
+    print(f"Space folder {args.out_dir}: {len(files)} files. Upload it with "
+          f"`hf upload USER/SPACE {args.out_dir} . --repo-type space` or through the Space's Files tab.")
+    return 0
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="built-in name, local folder or Hub id")
     p.add_argument("--adapter", help="PEFT adapter folder or name")
@@ -337,6 +360,24 @@ def build_parser() -> argparse.ArgumentParser:
     mg = ad_sub.add_parser("merge", help="merge an adapter into its base and save a full model folder")
     mg.add_argument("name")
     mg.add_argument("out")
+
+    pu = sub.add_parser("push", help="upload an adapter with a model card (base model, eval results) to the Hub")
+    pu.add_argument("adapter", metavar="ADAPTER_DIR", help="adapter folder or name in the adapters folder")
+    pu.add_argument("--repo-id", required=True, metavar="USER/NAME")
+    pu.add_argument("--private", action="store_true")
+    pu.add_argument("--eval", action="append", metavar="RESULTS.json",
+                    help="`lmdemo eval --save` output to put in the card (repeat for adapter and base); "
+                         "default: the comparison saved beside the adapter by fine-tuning")
+    pu.add_argument("--dataset", action="append", help="Hub id of a training dataset for the card")
+    pu.add_argument("--license", help="licence id for the card (default: the base model's)")
+    pu.add_argument("--dry-run", metavar="OUT_DIR", help="write the folder that would be uploaded, upload nothing")
+    pu.set_defaults(func=cmd_push)
+
+    sp = sub.add_parser("space", help="Hugging Face Space deployment")
+    sp_sub = sp.add_subparsers(dest="space_command", required=True)
+    spb = sp_sub.add_parser("build", help="assemble a self-contained Space folder from the current code")
+    spb.add_argument("out_dir", metavar="OUT_DIR")
+    spb.set_defaults(func=cmd_space)
 
     serve = sub.add_parser("serve", help="start the web app")
     serve.add_argument("--port", type=int, default=7860)

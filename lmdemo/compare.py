@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from .evaluation import run_rows
+from pathlib import Path
+
+from .evaluation import run_rows, save
+
+# Eval summaries kept beside an adapter; `lmdemo push` turns them into the model card's model-index.
+EVAL_FILES = {"base": "eval-base.json", "adapter": "eval-adapter.json"}
 
 
 def compare_base_and_adapter(task: str, validation: list[dict], base_model: str, adapter: str,
                              examples: int = 3) -> dict:
     """Metrics of the base model and of base + adapter on the same rows, and a few predictions of each."""
     eval_task = "classification" if task == "classification" else "generation"
-    base = run_rows(eval_task, [dict(r) for r in validation], model=base_model)
+    dataset = f"validation split ({len(validation)} examples held back from the training data)"
+    base = run_rows(eval_task, [dict(r) for r in validation], model=base_model, dataset=dataset)
     tuned = run_rows(eval_task, [dict(r) for r in validation], model=None if task == "classification" else base_model,
-                     adapter=adapter)
+                     adapter=adapter, dataset=dataset)
+    save(base, Path(adapter) / EVAL_FILES["base"])
+    save(tuned, Path(adapter) / EVAL_FILES["adapter"])
     shown = []
     if task == "classification":
         for b, t in list(zip(base.predictions, tuned.predictions))[:examples]:

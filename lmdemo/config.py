@@ -16,6 +16,19 @@ DEVICE_CHOICES: tuple[str, ...] = get_args(Device)
 DTYPE_CHOICES: tuple[str, ...] = get_args(DType)
 
 
+@dataclass(frozen=True)
+class DemoLimits:
+    """What demo mode caps so that one shared free CPU Space stays responsive for everyone."""
+
+    max_train_rows: int = 400
+    max_epochs: int = 3
+    max_steps: int = 60
+    queue_size: int = 16
+
+
+DEMO_LIMITS = DemoLimits()
+
+
 class ConfigError(ValueError):
     """A setting has a value lmdemo cannot use."""
 
@@ -40,6 +53,7 @@ class Settings:
     dtype: DType = field(default="auto", metadata={"help": "auto: bf16 (faster than fp32 on CPUs with AVX512-BF16/AMX, and on GPUs)."})
     # 4 GiB holds all three built-ins in bf16 with room to spare on a 16 GB Space.
     memory_budget_mb: int = field(default=4096, metadata={"help": "Upper bound for the loaded-model cache (LMDEMO_MEMORY_BUDGET_MB)."})
+    demo_mode: bool = field(default=False, metadata={"help": "Shared public Space: training and queue capped (LMDEMO_DEMO_MODE=1)."})
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -63,6 +77,11 @@ class Settings:
         ):
             if env.get(key):
                 kwargs[attr] = env[key]
+        if env.get("LMDEMO_DEMO_MODE"):
+            flag = env["LMDEMO_DEMO_MODE"].strip().lower()
+            if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"`LMDEMO_DEMO_MODE` must be 1 or 0; got {env['LMDEMO_DEMO_MODE']!r}")
+            kwargs["demo_mode"] = flag in ("1", "true", "yes", "on")
         if env.get("LMDEMO_MEMORY_BUDGET_MB"):
             try:
                 kwargs["memory_budget_mb"] = int(env["LMDEMO_MEMORY_BUDGET_MB"])

@@ -45,6 +45,7 @@ class EvalResult:
     metrics: dict[str, float]
     seconds: float
     predictions: list[dict] = field(default_factory=list, repr=False)
+    dataset: str = ""  # file name, Hub id or description of the rows scored (model cards cite it)
 
     def summary(self) -> dict:
         """The JSON object `lmdemo eval --json` prints (no per-example rows)."""
@@ -86,7 +87,7 @@ def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None
     """
     task = task_name(task)
     rename = column_map or {}
-    if not Path(path).exists() and "/" in str(path) and not str(path).startswith((".", "/", "~")):
+    if not Path(path).exists() and str(path).split(":")[0].count("/") == 1 and not str(path).startswith((".", "/", "~")):
         return _rows(_hub_records(str(path)), task, rename, str(path))
     path = Path(path)
     content = read_text(path, MAX_FILE_BYTES)
@@ -136,18 +137,22 @@ def run(task: str, data: str | Path | None = None, model: str | None = None, ada
         if int(limit) < 1:
             raise InputError(f"`limit` must be at least 1; got {limit}")
         rows = rows[: int(limit)]
-    return run_rows(task, rows, model, adapter, on_progress)
+    dataset = str(data) if data else f"lmdemo bundled {task} set"
+    if data and Path(data).exists():
+        dataset = Path(data).name
+    return run_rows(task, rows, model, adapter, on_progress, dataset=dataset)
 
 
 def run_rows(task: str, rows: list[dict], model: str | None = None, adapter: str | None = None,
-             on_progress: Callable[[int, int], None] | None = None) -> EvalResult:
+             on_progress: Callable[[int, int], None] | None = None, dataset: str = "") -> EvalResult:
     """Predict and score rows that already carry the task's fields."""
     task = task_name(task)
     start = time.perf_counter()
     predict = {"sentiment": _classify, "classification": _classify, "translation": _translate,
                "summarisation": _summarise, "generation": _generation}[task]
     metrics, used_model = predict(rows, model, adapter, on_progress)
-    return EvalResult(task, used_model, adapter, len(rows), metrics, round(time.perf_counter() - start, 2), rows)
+    return EvalResult(task, used_model, adapter, len(rows), metrics, round(time.perf_counter() - start, 2), rows,
+                      dataset)
 
 
 def _progress(rows, desc, on_progress):
@@ -232,6 +237,7 @@ def _generation(rows, model, adapter, on_progress):
 def save(result: EvalResult, path: str | Path) -> Path:
     """Write the summary JSON (reused later by model cards)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result.summary(), indent=2, ensure_ascii=False))
     return path
 

@@ -50,6 +50,27 @@ class JobStatus:
         return (self.max_steps - self.step) / rate if rate and self.max_steps else None
 
 
+def demo_limits(task: str, train: list[dict], validation: list[dict], config: dict
+                ) -> tuple[list[dict], list[dict], dict, list[str]]:
+    """In demo mode, cap rows, epochs and steps so one visitor's run cannot hold a shared Space for long."""
+    from .config import DEMO_LIMITS, get_settings
+
+    if not get_settings().demo_mode:
+        return train, validation, config, []
+    lim, notes, config = DEMO_LIMITS, [], dict(config)
+    if len(train) > lim.max_train_rows:
+        notes.append(f"demo mode: trained on the first {lim.max_train_rows} of {len(train)} rows")
+        train = train[: lim.max_train_rows]
+    validation = validation[: max(20, lim.max_train_rows // 4)]
+    if config.get("epochs", 0) > lim.max_epochs:
+        notes.append(f"demo mode: {lim.max_epochs} epochs at most")
+        config["epochs"] = float(lim.max_epochs)
+    if task == "sft":
+        config["max_steps"] = min(config.get("max_steps") or lim.max_steps, lim.max_steps)
+        notes.append(f"demo mode: {config['max_steps']} steps at most")
+    return train, validation, config, notes
+
+
 def _worker(task: str, train: list[dict], validation: list[dict], config: dict, events, stop) -> None:
     """Runs in the child process: train, compare with the base model, report through ``events``."""
     try:
@@ -86,13 +107,16 @@ class TrainingJobs:
         self.status = JobStatus()
 
     def start(self, name: str, task: str, train: list[dict], validation: list[dict], config: dict) -> JobStatus:
+        """Start a job; in demo mode its size is capped first (``status.message`` names the caps)."""
+        train, validation, config, notes = demo_limits(task, train, validation, config)
         with self._lock:
             self._drain()
             if self.status.running:
                 raise InputError(f"A training job ({self.status.name}) is already running; wait for it or cancel it.")
             self._events, self._stop = self._ctx.Queue(), self._ctx.Event()
             self.status = JobStatus(state="starting", name=name, task=task, started=time.time(),
-                                    output_dir=config["output_dir"], message="starting the worker process")
+                                    output_dir=config["output_dir"],
+                                    message="; ".join(notes + ["starting the worker process"]))
             self._proc = self._ctx.Process(target=_worker, args=(task, train, validation, config, self._events,
                                                                  self._stop), daemon=True, name="lmdemo-train")
             self._proc.start()

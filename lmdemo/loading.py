@@ -163,12 +163,30 @@ def adapter_dir(adapter: str, settings: Settings | None = None) -> Path:
         if root not in folder.parents:
             raise AdapterError(f"Adapter name {adapter!r} points outside the adapters folder.")
         if not folder.is_dir():
-            raise AdapterError(f"Adapter {adapter!r} not found (no such folder, and not in {root}).")
+            pulled = _pull(adapter)
+            if pulled is None:
+                offline = " The Hub is unreachable (offline), so it could not be pulled either." \
+                    if _hub_shaped(adapter) and not hub_reachable() else ""
+                raise AdapterError(f"Adapter {adapter!r} not found (no such folder, and not in {root}).{offline}")
+            folder = pulled
     if not (folder / "adapter_config.json").is_file():
         raise AdapterError(f"Adapter folder {str(folder)!r} has no adapter_config.json.")
     if not (folder / "adapter_model.safetensors").is_file():
         raise AdapterError(f"Adapter folder {str(folder)!r} has no adapter_model.safetensors (only safetensors are loaded).")
     return folder
+
+
+def _hub_shaped(name: str) -> bool:
+    return str(name).count("/") == 1 and not str(name).startswith((".", "/", "~"))
+
+
+def _pull(adapter: str) -> Path | None:
+    """A Hub adapter repo's local copy (downloaded through huggingface_hub), or None."""
+    if not _hub_shaped(adapter):
+        return None
+    from .hub import pull_adapter
+
+    return pull_adapter(adapter)
 
 
 def adapter_meta(folder: Path) -> dict[str, Any]:
@@ -178,6 +196,11 @@ def adapter_meta(folder: Path) -> dict[str, Any]:
 
 
 def _resolve_spec(spec: LoadSpec, settings: Settings, notes: list[str]) -> tuple[LoadSpec, torch.device, torch.dtype]:
+    if not spec.adapter and resolve(spec.model).kind == "hub":
+        from .hub import split_pick  # a Hub adapter repo typed as a model loads on its base
+
+        model, adapter = split_pick(spec.model)
+        spec = replace(spec, model=model, adapter=adapter)
     device = resolve_device(spec.device or settings.device, notes)
     dtype = resolve_dtype(spec.dtype or settings.dtype, device)
     adapter = str(adapter_dir(spec.adapter, settings)) if spec.adapter else None

@@ -85,7 +85,8 @@ def model_and_adapter(value: str | None) -> tuple[str | None, str | None]:
     Empty or a job's default -> (None, None); a fine-tuned adapter's name or folder -> (its base model,
     its folder); anything else is a model (built-in, folder or Hub id).
     """
-    from lmdemo.loading import adapter_dir, adapter_meta
+    from lmdemo.hub import adapter_base
+    from lmdemo.loading import adapter_dir
 
     value = _model(value)
     if value in (None, "default", BUNDLED_SENTIMENT):
@@ -94,7 +95,7 @@ def model_and_adapter(value: str | None) -> tuple[str | None, str | None]:
         folder = adapter_dir(value)
     except LmdemoError:
         return value, None
-    return adapter_meta(folder).get("base_model") or None, str(folder)
+    return adapter_base(folder), str(folder)
 
 
 def picker_choices(task: str, defaults: list[str]) -> list[str]:
