@@ -24,3 +24,30 @@ def prepared():
 @pytest.fixture(scope="session")
 def settings():
     return get_settings()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(prepared):
+    """The app, started once per test session on a free loopback port (API, bad-input and browser tests)."""
+    from webui.app import launch
+
+    port = free_port()
+    demo = launch(port=port, host="127.0.0.1", block=False, warm=False)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(app_url):
+    """A gradio_client session against the shared app, as a user's script would open one."""
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)

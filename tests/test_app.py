@@ -1,29 +1,9 @@
 """The app, driven through gradio_client exactly as a user's script would."""
 
-import socket
-
 import pytest
 
 ENDPOINTS = {"/generate", "/sentiment", "/sentiment_batch", "/summarize", "/translate", "/perplexity",
              "/next_tokens", "/bigram"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def client(prepared):
-    from gradio_client import Client
-
-    from webui.app import launch
-
-    port = _free_port()
-    demo = launch(port=port, host="127.0.0.1", block=False, warm=False)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
 
 
 def test_every_documented_endpoint_is_there(client):

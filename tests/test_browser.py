@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,8 @@ if not Path(CHROMIUM).exists():
 
 
 @pytest.fixture(scope="module")
-def base_url(prepared):
-    from webui.app import launch
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = launch(port=port, host="127.0.0.1", block=False, warm=False)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+def base_url(app_url):
+    return app_url
 
 
 @pytest.fixture(scope="module")
