@@ -52,13 +52,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def _read_input(args: argparse.Namespace) -> str:
     if getattr(args, "file", None):
         from .errors import InputError
+        from .files import read_text
 
         try:
-            return open(args.file, encoding="utf-8").read()
+            # the upload checks the app applies (size, empty, binary, UTF-8), with the app's 10 MB limit
+            return read_text(args.file, 10 * 2**20)
         except OSError as exc:
             raise InputError(f"Cannot read {args.file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise InputError(f"{args.file} is not UTF-8 text.") from None
     return " ".join(args.text) if isinstance(args.text, list) else (args.text or "")
 
 

@@ -14,6 +14,8 @@ from .loading import load
 from .registry import DEFAULT_CHAT_MODEL
 
 MAX_TOP_K = 100  # more rows than this is noise in a table and slows the UI
+MAX_PREFIX_TOKENS = 1024  # same bound as scoring; one forward pass over more is slow and rarely meant
+MAX_SMOOTHING = 1000.0  # beyond this add-k is uniform anyway, and k * |V| can overflow to inf
 
 # ---------------------------------------------------------------- transformer scoring
 
@@ -155,6 +157,8 @@ def next_token_distribution(prefix: str, k: int = 10, model: str = DEFAULT_CHAT_
         raise InputError(f"`k` must be a whole number from 1 to {MAX_TOP_K}; got {k!r}.")
     lm = load(model, adapter=adapter)
     ids, bos = _context_ids(lm.tokenizer, prefix)
+    if len(ids) > MAX_PREFIX_TOKENS:
+        raise InputError(f"`prefix` is {len(ids)} tokens; the next-token view takes at most {MAX_PREFIX_TOKENS}.")
     inputs = [bos, *ids] if bos is not None else ids
     probs = _logprobs(lm, inputs)[-1].exp()
     top = torch.topk(probs, min(k, probs.numel()))
@@ -198,8 +202,8 @@ class BigramModel:
     @classmethod
     def fit(cls, corpus: str, k: float = 1.0) -> BigramModel:
         """Count bigrams in `corpus` (one sentence per line)."""
-        if not isinstance(k, (int, float)) or isinstance(k, bool) or not math.isfinite(k) or k < 0:
-            raise InputError(f"Smoothing `k` must be a number >= 0; got {k!r}.")
+        if not isinstance(k, (int, float)) or isinstance(k, bool) or not math.isfinite(k) or not 0 <= k <= MAX_SMOOTHING:
+            raise InputError(f"Smoothing `k` must be a number from 0 to {MAX_SMOOTHING:g}; got {k!r}.")
         sents = sentences(corpus or "")
         if not sents:
             raise InputError("`corpus` has no words: paste at least one line of text to fit the bigram model.")

@@ -14,6 +14,8 @@ from .textgen import GenerationParams, neutralise_special_tokens, require_text, 
 # SmolLM2 holds 8k tokens, but its summaries get vague well before that; chunks of this size
 # keep each partial summary faithful and leave room for the prompt and the answer.
 CHUNK_TOKENS = 1500
+# Beyond 8 parts (~9,000 words) a 2-core CPU takes minutes; longer input is refused, not queued for an hour.
+MAX_INPUT_TOKENS = 8 * CHUNK_TOKENS
 
 
 @dataclass
@@ -100,6 +102,9 @@ def summarize_stream(req: SummaryRequest, stop: threading.Event | None = None) -
     text = require_text(req.text, "text to summarise").strip()
     lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
     input_tokens = len(lm.tokenizer(text, add_special_tokens=False).input_ids)
+    if input_tokens > MAX_INPUT_TOKENS:
+        raise InputError(f"The text is {input_tokens} tokens; the summariser takes at most {MAX_INPUT_TOKENS} "
+                         f"(about {MAX_INPUT_TOKENS * 3 // 4} words): summarise it in parts.")
     result = SummaryResult("", len(text.split()), 0, input_tokens)
     chunks = _chunks(lm, text) if input_tokens > CHUNK_TOKENS else [text]
     if len(chunks) > 1:

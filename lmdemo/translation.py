@@ -16,6 +16,8 @@ from .registry import DEFAULT_COMPLETION_MODEL
 from .textgen import GenerationParams, require_text, stream
 
 LANGUAGES: dict[str, str] = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "zh": "Chinese"}
+# Each sentence is one model call (~2 s here): a page is the most one request translates.
+MAX_CHARS = 5000
 _NO_SPACE = {"zh"}  # scripts written without spaces between sentences
 # A sentence ends at . ! ? (followed by space) or at the CJK full stops; abbreviations are rare in demo input.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])")
@@ -39,6 +41,9 @@ class TranslationRequest:
             if code not in LANGUAGES:
                 raise InputError(f"`{key}` language {code!r} is not supported; choose one of {', '.join(LANGUAGES)}")
             setattr(self, key, code)
+        if len(str(self.text or "")) > MAX_CHARS:
+            raise InputError(f"The text is {len(self.text)} characters; one translation takes at most {MAX_CHARS}: "
+                             "split it.")
         if self.source == self.target:
             raise InputError(f"Source and target language are both {LANGUAGES[self.source]}.")
         if not 0 <= int(self.shots) <= len(_examples()):

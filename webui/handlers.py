@@ -161,8 +161,14 @@ def stop_generation(stop: threading.Event | None) -> None:
         stop.set()
 
 
-def new_stop_event() -> threading.Event:
-    return threading.Event()
+class StopEvent(threading.Event):
+    """A stop flag for gr.State: gradio deep-copies a State's value per session, and this copy is a fresh event.
+
+    A plain callable default would also work, but gradio publishes it as a public API endpoint.
+    """
+
+    def __deepcopy__(self, memo) -> "StopEvent":
+        return StopEvent()
 
 
 # ---------------------------------------------------------------- sentiment
