@@ -54,6 +54,7 @@ class Settings:
     # 4 GiB holds all three built-ins in bf16 with room to spare on a 16 GB Space.
     memory_budget_mb: int = field(default=4096, metadata={"help": "Upper bound for the loaded-model cache (LMDEMO_MEMORY_BUDGET_MB)."})
     demo_mode: bool = field(default=False, metadata={"help": "Shared public Space: training and queue capped (LMDEMO_DEMO_MODE=1)."})
+    fast_generation: bool = field(default=True, metadata={"help": "CPU Llama/Gemma 3 decode through lmdemo.fastgen, same tokens as generate (LMDEMO_FASTGEN=0 turns it off)."})
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -82,6 +83,11 @@ class Settings:
             if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ConfigError(f"`LMDEMO_DEMO_MODE` must be 1 or 0; got {env['LMDEMO_DEMO_MODE']!r}")
             kwargs["demo_mode"] = flag in ("1", "true", "yes", "on")
+        if env.get("LMDEMO_FASTGEN"):
+            flag = env["LMDEMO_FASTGEN"].strip().lower()
+            if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"`LMDEMO_FASTGEN` must be 1 or 0; got {env['LMDEMO_FASTGEN']!r}")
+            kwargs["fast_generation"] = flag in ("1", "true", "yes", "on")
         if env.get("LMDEMO_MEMORY_BUDGET_MB"):
             try:
                 kwargs["memory_budget_mb"] = int(env["LMDEMO_MEMORY_BUDGET_MB"])

@@ -77,6 +77,7 @@ class GenerationStats:
     seconds: float = 0.0
     first_token_seconds: float | None = None
     finish_reason: str = "running"  # running | length | eos | stopped | stop_string
+    backend: str = "transformers"  # transformers | fastgen (lmdemo's CPU decode loop, same tokens)
 
     @property
     def tokens_per_second(self) -> float:
@@ -115,21 +116,24 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
     if stop_strings:
         kwargs.update(stop_strings=stop_strings, tokenizer=lm.tokenizer)
     failure: list[BaseException] = []
+    fast = _use_fastgen(lm, inputs)
+    generate = (lambda: _fast_generate(lm, inputs, params, streamer, watch, stop_strings)) if fast \
+        else (lambda: lm.model.generate(**kwargs))
 
     def run() -> None:
         try:
             with torch.inference_mode():
                 if params.greedy:
-                    lm.model.generate(**kwargs)
+                    generate()
                 else:
                     with _RNG_LOCK:
                         torch.manual_seed(params.seed if params.seed is not None else int(time.time()))
-                        lm.model.generate(**kwargs)
+                        generate()
         except BaseException as exc:  # surfaced to the caller below, not lost in the thread
             failure.append(exc)
             streamer.end()
 
-    stats = GenerationStats()
+    stats = GenerationStats(backend="fastgen" if fast else "transformers")
     start = time.perf_counter()
     thread = threading.Thread(target=run, daemon=True, name="lmdemo-generate")
     thread.start()
@@ -164,6 +168,46 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
     else:
         stats.finish_reason = "eos"
     yield cut, stats
+
+
+def _use_fastgen(lm: LoadedModel, inputs: dict[str, torch.Tensor]) -> bool:
+    """The lean CPU loop takes unpadded single prompts on models it covers; everything else goes to generate."""
+    from .config import get_settings
+    from .fastgen import unsupported_reason
+
+    mask = inputs.get("attention_mask")
+    return (get_settings().fast_generation and inputs["input_ids"].shape[0] == 1
+            and (mask is None or bool(mask.all())) and unsupported_reason(lm.model, lm.device) is None)
+
+
+def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams, streamer,
+                   watch: _Watch, stop_strings: list[str] | None) -> None:
+    """`generate`'s job through lmdemo.fastgen: tokens to the streamer, the stop event and stop strings honoured."""
+    from .fastgen import Sampling, generate_tokens
+
+    kw = params.generate_kwargs()
+    sampling = Sampling(max_new_tokens=params.max_new_tokens, do_sample=kw["do_sample"], temperature=kw["temperature"],
+                        top_p=kw["top_p"], top_k=kw["top_k"], repetition_penalty=params.repetition_penalty)
+    eos = lm.model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    longest = max((len(s) for s in stop_strings or [] if s), default=0)
+
+    def should_stop(new: list[int]) -> bool:
+        if watch.stop is not None and watch.stop.is_set():
+            return True
+        if longest:
+            # Every token spells at least one character, so the last `longest` tokens hold any stop string just made.
+            tail = lm.tokenizer.decode(new[-longest:], skip_special_tokens=True)
+            return any(s and s in tail for s in stop_strings)
+        return False
+
+    streamer.put(inputs["input_ids"].cpu())  # the streamer skips the prompt, as with generate
+    try:
+        for token in generate_tokens(lm.model, inputs["input_ids"], sampling, eos, should_stop):
+            watch.new_tokens += 1
+            streamer.put(torch.tensor([token]))
+    finally:
+        streamer.end()
 
 
 def _cut(text: str, stop_strings: list[str] | None) -> str:

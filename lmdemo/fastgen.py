@@ -1,0 +1,371 @@
+"""Lean CPU decode loop for Llama and Gemma 3 text models, token-for-token equal to transformers' `generate`.
+
+transformers spends most of a batch-1 CPU decode step outside the maths: module calls, cache
+objects, mask building, logits processors set up per call. This module runs the same torch ops
+on the loaded model's own weights (no copy) with a preallocated KV cache, so greedy output stays
+identical to `model.generate` while a step costs little more than its matmuls. Anything it does
+not cover (GPU, adapters, quantised weights, other architectures) stays on `generate`.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+SUPPORTED_TYPES = ("llama", "gemma3_text")
+_DECODERS: "weakref.WeakKeyDictionary[object, Decoder]" = weakref.WeakKeyDictionary()
+_DECODERS_LOCK = threading.Lock()
+
+
+def unsupported_reason(model, device: torch.device) -> str | None:
+    """Why the fast path cannot run this model (None when it can)."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if device.type != "cpu":
+        return "not on the CPU"
+    if model_type not in SUPPORTED_TYPES:
+        return f"architecture {model_type!r} is not one of {', '.join(SUPPORTED_TYPES)}"
+    if getattr(model, "peft_config", None) is not None or getattr(model, "hf_quantizer", None) is not None:
+        return "adapter or quantised weights"
+    if type(model).__name__ not in ("LlamaForCausalLM", "Gemma3ForCausalLM"):
+        return f"model class {type(model).__name__}"
+    if getattr(config, "_attn_implementation", None) != "sdpa":
+        return "attention implementation is not sdpa"
+    rope = getattr(config, "rope_parameters", None) or {}
+    rope_types = {p.get("rope_type") for p in rope.values()} if "rope_type" not in rope else {rope.get("rope_type")}
+    if rope_types != {"default"}:
+        return "rope scaling"
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        return "biases"
+    if model_type == "gemma3_text" and (config.attn_logit_softcapping or config.final_logit_softcapping
+                                        or getattr(config, "use_bidirectional_attention", False)):
+        return "logit soft-capping or bidirectional attention"
+    return None
+
+
+def decoder_for(model) -> "Decoder":
+    """The (cached) decoder that shares ``model``'s weights."""
+    with _DECODERS_LOCK:
+        dec = _DECODERS.get(model)
+        if dec is None:
+            dec = _DECODERS[model] = Decoder(model)
+        return dec
+
+
+@dataclass
+class _Layer:
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    o: torch.Tensor
+    gate: torch.Tensor
+    up: torch.Tensor
+    down: torch.Tensor
+    norms: tuple  # llama: (in, post_attn); gemma: (in, post_attn, pre_ff, post_ff)
+    qk_norms: tuple | None  # gemma only
+    act: Callable
+    rope: str  # key into Decoder.rope tables
+    window: int | None  # sliding-window length, None for full attention
+    # oneDNN-prepacked weights for one-token steps: q|k|v and gate|up fused into one matmul each
+    qkv_packed: torch.Tensor | None = None
+    o_packed: torch.Tensor | None = None
+    gate_up_packed: torch.Tensor | None = None
+    down_packed: torch.Tensor | None = None
+
+
+def _packed_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+
+
+class Decoder:
+    """Model weights in plain tensors plus a forward over one sequence with a caller-owned cache."""
+
+    def __init__(self, model, pack: bool = True):
+        config = model.config
+        self.gemma = config.model_type == "gemma3_text"
+        base = model.model
+        self.dtype = base.embed_tokens.weight.dtype
+        self.embed = base.embed_tokens.weight
+        self.head = model.lm_head.weight
+        self.head_packed: torch.Tensor | None = None
+        self.n_heads = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.eps = config.rms_norm_eps
+        self.n_layers = config.num_hidden_layers
+        self.max_positions = config.max_position_embeddings
+        self.embed_scale = base.embed_tokens.embed_scale.to(self.dtype) if self.gemma else None
+        # Gemma multiplies by (1 + w) in fp32; precomputing it gives the same bits as doing it per call.
+        norm = (lambda n: 1.0 + n.weight.float()) if self.gemma else (lambda n: n.weight)
+        self.final_norm = norm(base.norm)
+        self.scaling = (config.query_pre_attn_scalar ** -0.5) if self.gemma else self.head_dim ** -0.5
+        self.rotary = base.rotary_emb
+        self.rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.layers: list[_Layer] = []
+        for i, layer in enumerate(base.layers[: self.n_layers]):
+            att, mlp = layer.self_attn, layer.mlp
+            kind = config.layer_types[i] if self.gemma else "default"
+            names = (("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                      "post_feedforward_layernorm") if self.gemma else ("input_layernorm", "post_attention_layernorm"))
+            self.layers.append(_Layer(
+                q=att.q_proj.weight, k=att.k_proj.weight, v=att.v_proj.weight, o=att.o_proj.weight,
+                gate=mlp.gate_proj.weight, up=mlp.up_proj.weight, down=mlp.down_proj.weight,
+                norms=tuple(norm(getattr(layer, n)) for n in names),
+                qk_norms=(norm(att.q_norm), norm(att.k_norm)) if self.gemma else None,
+                act=mlp.act_fn, rope=kind,
+                window=config.sliding_window if self.gemma and kind == "sliding_attention" else None))
+        self._rope_lock = threading.Lock()
+        self.packed = bool(pack) and _pack(self)
+
+    # ------------------------------------------------------------ pieces, op for op as in transformers
+
+    def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        h = x.to(torch.float32) if not self.gemma else x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (h * w).type_as(x) if self.gemma else w * h.to(x.dtype)
+
+    def _rope_table(self, kind: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for positions [0, length) computed exactly as the model's rotary module computes them."""
+        with self._rope_lock:
+            table = self.rope.get(kind)
+            if table is None or table[0].shape[0] < length:
+                size = max(length, min(2048, self.max_positions))
+                if self.gemma:
+                    inv_freq = getattr(self.rotary, f"{kind}_inv_freq")
+                    scale = getattr(self.rotary, f"{kind}_attention_scaling")
+                else:
+                    inv_freq, scale = self.rotary.inv_freq, self.rotary.attention_scaling
+                freqs = torch.arange(size)[None, :, None].float() * inv_freq.to(dtype=torch.float)
+                emb = torch.cat((freqs, freqs), dim=-1)
+                table = ((emb.cos() * scale).to(self.dtype)[0], (emb.sin() * scale).to(self.dtype)[0])
+                self.rope[kind] = table
+            return table
+
+    @staticmethod
+    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        return (x * cos) + (torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin)
+
+    def new_cache(self, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Preallocated keys/values for ``length`` positions (one generation's worth)."""
+        shape = (1, self.n_kv, length, self.head_dim)
+        return [(torch.empty(shape, dtype=self.dtype), torch.empty(shape, dtype=self.dtype)) for _ in self.layers]
+
+    def _attend(self, layer: _Layer, q, cache, pos: int, t: int) -> torch.Tensor:
+        """Attention over the cache, with the same kernel arguments transformers' sdpa path would pass."""
+        keys, values = cache
+        end = pos + t
+        groups = self.n_heads // self.n_kv
+        if layer.window is not None and t > 1 and end >= layer.window:
+            # Long prompt through a sliding layer: transformers builds a boolean band mask and repeats the kv heads.
+            k, v = keys[:, :, :end], values[:, :, :end]
+            if groups > 1:
+                k = k[:, :, None].expand(1, self.n_kv, groups, end, self.head_dim).reshape(1, self.n_heads, end, -1)
+                v = v[:, :, None].expand(1, self.n_kv, groups, end, self.head_dim).reshape(1, self.n_heads, end, -1)
+            qi = torch.arange(pos, end)[:, None]
+            ki = torch.arange(end)[None, :]
+            mask = ((ki <= qi) & (qi - ki < layer.window))[None, None]
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling)
+        if layer.window is not None and pos >= layer.window - 1:
+            # Sliding layer, one new token, window full: transformers keeps the last window-1 keys plus the new
+            # one, packs the query heads per kv head and passes an all-true mask.
+            start = end - layer.window
+            k, v = keys[:, :, start:end], values[:, :, start:end]
+            mask = torch.ones((1, 1, 1, layer.window), dtype=torch.bool)
+            out = F.scaled_dot_product_attention(q.reshape(1, self.n_kv, groups, self.head_dim), k, v,
+                                                 attn_mask=mask, scale=self.scaling)
+            return out.reshape(1, self.n_heads, 1, self.head_dim)
+        return F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], is_causal=t > 1,
+                                              scale=self.scaling, enable_gqa=groups > 1)
+
+    def _ropes(self, pos: int, t: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        ropes = {}
+        for kind in {layer.rope for layer in self.layers}:
+            cos, sin = self._rope_table(kind, pos + t)
+            ropes[kind] = (cos[pos:pos + t][None, None], sin[pos:pos + t][None, None])
+        return ropes
+
+    def forward(self, ids: torch.Tensor, pos: int, cache) -> torch.Tensor:
+        """Run tokens ``ids`` (shape 1 x t) at positions pos.. and return the last position's logits (1 x vocab)."""
+        t = ids.shape[1]
+        if t == 1 and self.packed:
+            return self._step(ids, pos, cache)
+        x = F.embedding(ids, self.embed)
+        if self.gemma:
+            x = x * self.embed_scale
+        ropes = self._ropes(pos, t)
+        for layer, kv in zip(self.layers, cache):
+            cos, sin = ropes[layer.rope]
+            n = layer.norms
+            h = self._norm(x, n[0])
+            q = F.linear(h, layer.q).view(1, t, -1, self.head_dim).transpose(1, 2)
+            k = F.linear(h, layer.k).view(1, t, -1, self.head_dim).transpose(1, 2)
+            v = F.linear(h, layer.v).view(1, t, -1, self.head_dim).transpose(1, 2)
+            if layer.qk_norms is not None:
+                q = self._norm(q, layer.qk_norms[0])
+                k = self._norm(k, layer.qk_norms[1])
+            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+            kv[0][:, :, pos:pos + t] = k
+            kv[1][:, :, pos:pos + t] = v
+            a = self._attend(layer, q, kv, pos, t).transpose(1, 2).reshape(1, t, -1)
+            a = F.linear(a, layer.o)
+            if self.gemma:
+                x = x + self._norm(a, n[1])
+                h = self._norm(x, n[2])
+                m = F.linear(layer.act(F.linear(h, layer.gate)) * F.linear(h, layer.up), layer.down)
+                x = x + self._norm(m, n[3])
+            else:
+                x = x + a
+                h = self._norm(x, n[1])
+                x = x + F.linear(layer.act(F.linear(h, layer.gate)) * F.linear(h, layer.up), layer.down)
+        x = self._norm(x[:, -1:], self.final_norm)
+        return F.linear(x, self.head)[:, -1]
+
+    def _step(self, ids: torch.Tensor, pos: int, cache) -> torch.Tensor:
+        """One token: the same ops as `forward`, with prepacked and fused matmuls (checked bit-equal at load)."""
+        nq, nk, d = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
+        x = F.embedding(ids[0], self.embed)
+        if self.gemma:
+            x = x * self.embed_scale
+        ropes = self._ropes(pos, 1)
+        for layer, (keys, values) in zip(self.layers, cache):
+            cos, sin = ropes[layer.rope]
+            n = layer.norms
+            qkv = _packed_linear(self._norm(x, n[0]), layer.qkv_packed)
+            if layer.qk_norms is not None:
+                q = self._rotate(self._norm(qkv[:, :nq].view(1, -1, 1, d), layer.qk_norms[0]), cos, sin)
+                k = self._rotate(self._norm(qkv[:, nq:nq + nk].view(1, -1, 1, d), layer.qk_norms[1]), cos, sin)
+            else:
+                # q and k rotate in one elementwise pass: same per-element ops, half the calls.
+                qk = self._rotate(qkv[:, :nq + nk].view(1, -1, 1, d), cos, sin)
+                q, k = qk[:, :self.n_heads], qk[:, self.n_heads:]
+            keys[:, :, pos:pos + 1] = k
+            values[:, :, pos:pos + 1] = qkv[:, nq + nk:].view(1, -1, 1, d)
+            a = self._attend(layer, q, (keys, values), pos, 1).reshape(1, -1)
+            a = _packed_linear(a, layer.o_packed)
+            if self.gemma:
+                x = x + self._norm(a, n[1])
+                h = self._norm(x, n[2])
+            else:
+                x = x + a
+                h = self._norm(x, n[1])
+            gu = _packed_linear(h, layer.gate_up_packed)
+            half = gu.shape[-1] // 2
+            m = _packed_linear(layer.act(gu[:, :half]) * gu[:, half:], layer.down_packed)
+            x = x + (self._norm(m, n[3]) if self.gemma else m)
+        return _packed_linear(self._norm(x, self.final_norm), self.head_packed)
+
+
+def _pack(dec: Decoder) -> bool:
+    """Prepack (and fuse) every bf16 weight for one-token matmuls; keep it only if each gives F.linear's bits.
+
+    The check runs each packed matmul once against F.linear on a random row. Any mismatch (another oneDNN,
+    another CPU) turns packing off, so that output stays identical to transformers.
+    """
+    if dec.dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
+        return False
+    generator = torch.Generator().manual_seed(0)
+
+    def pack(parts: list[torch.Tensor]) -> torch.Tensor | None:
+        w = parts[0].detach() if len(parts) == 1 else torch.cat([p.detach() for p in parts])
+        p = torch.ops.mkldnn._reorder_linear_weight(w, 1)
+        x = torch.randn(1, w.shape[1], generator=generator).to(w.dtype)
+        want = torch.cat([F.linear(x, part) for part in parts], dim=-1)
+        return p if torch.equal(_packed_linear(x, p), want) else None
+
+    try:
+        with torch.inference_mode():
+            packed = []
+            for layer in dec.layers:
+                parts = (pack([layer.q, layer.k, layer.v]), pack([layer.o]), pack([layer.gate, layer.up]),
+                         pack([layer.down]))
+                if any(p is None for p in parts):
+                    return False
+                packed.append(parts)
+            head = pack([dec.head])
+    except (RuntimeError, AttributeError):  # no oneDNN linear on this build
+        return False
+    if head is None:
+        return False
+    for layer, parts in zip(dec.layers, packed):
+        layer.qkv_packed, layer.o_packed, layer.gate_up_packed, layer.down_packed = parts
+    dec.head_packed = head
+    return True
+
+
+@dataclass
+class Sampling:
+    """What `generate` would be told: greedy or sampling settings, and the length limit."""
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float = 1.0
+
+
+def _processors(s: Sampling):
+    """The logits processors `generate` builds for these settings, in its order."""
+    from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                              TopKLogitsWarper, TopPLogitsWarper)
+
+    procs = LogitsProcessorList()
+    if s.repetition_penalty is not None and s.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(s.repetition_penalty))
+    if s.do_sample:
+        if s.temperature is not None and s.temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(s.temperature))
+        if s.top_k is not None and s.top_k != 0:
+            procs.append(TopKLogitsWarper(top_k=s.top_k, min_tokens_to_keep=1))
+        if s.top_p is not None and s.top_p < 1.0:
+            procs.append(TopPLogitsWarper(top_p=s.top_p, min_tokens_to_keep=1))
+    return procs
+
+
+def generate_tokens(model, input_ids: torch.Tensor, sampling: Sampling, eos_token_ids: Iterable[int] = (),
+                    should_stop: Callable[[list[int]], bool] | None = None) -> Iterable[int]:
+    """Yield new token ids one by one, as `model.generate` would pick them (batch of one, no padding).
+
+    ``should_stop(new_ids)`` is asked after each token; True ends generation (stop button, stop strings).
+    Sampling draws from torch's global RNG in the same order as `generate`, so a seeded run matches too.
+    """
+    if input_ids.shape[0] != 1:
+        raise ValueError("the fast path decodes one sequence at a time")
+    dec = decoder_for(model)
+    prompt_len = input_ids.shape[1]
+    total = prompt_len + sampling.max_new_tokens
+    cache = dec.new_cache(total)
+    procs = _processors(sampling)
+    eos = set(int(e) for e in eos_token_ids)
+    ids = input_ids.clone()
+    if procs:
+        # Grown in place: the processors read the whole sequence so far, as in `generate`.
+        seq = torch.empty((1, total), dtype=torch.long)
+        seq[:, :prompt_len] = ids
+    new: list[int] = []
+    pos = 0
+    with torch.inference_mode():
+        step_in = ids
+        while len(new) < sampling.max_new_tokens:
+            logits = dec.forward(step_in, pos, cache)
+            pos += step_in.shape[1]
+            scores = logits.to(dtype=torch.float32, copy=True)
+            if procs:
+                scores = procs(seq[:, :pos], scores)
+            if sampling.do_sample:
+                token = int(torch.multinomial(F.softmax(scores, dim=-1), num_samples=1))
+            else:
+                token = int(torch.argmax(scores, dim=-1))
+            new.append(token)
+            if procs:
+                seq[0, pos] = token
+            yield token
+            if token in eos or (should_stop is not None and should_stop(new)):
+                return
+            step_in = torch.tensor([[token]])

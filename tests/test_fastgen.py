@@ -1,0 +1,179 @@
+"""lmdemo.fastgen must pick exactly the tokens transformers' `generate` picks, and honour stop and stop strings."""
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmdemo import fastgen
+from lmdemo.config import Settings, set_settings
+from lmdemo.generation import GenerationRequest, build_inputs
+from lmdemo.loading import LoadedModel, LoadSpec, load
+from lmdemo.textgen import GenerationParams, run_to_end, stream
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def reference(model, ids: torch.Tensor, new: int, penalty: float = 1.0) -> list[int]:
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False,
+                             temperature=None, top_p=None, top_k=None, repetition_penalty=penalty,
+                             pad_token_id=model.generation_config.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def fast(model, ids: torch.Tensor, new: int, penalty: float = 1.0) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else eos or []
+    return list(fastgen.generate_tokens(model, ids, fastgen.Sampling(new, repetition_penalty=penalty), eos))
+
+
+def completion_ids(lm, text: str, n: int | None = None) -> torch.Tensor:
+    ids = lm.tokenizer(text, return_tensors="pt")["input_ids"]
+    return ids[:, :n] if n else ids
+
+
+@pytest.fixture(scope="module")
+def smollm(prepared):
+    lm = load("smollm2-135m-instruct")
+    assert fastgen.unsupported_reason(lm.model, lm.device) is None
+    return lm
+
+
+@pytest.fixture(scope="module")
+def gemma(prepared):
+    lm = load("gemma-3-270m")
+    assert fastgen.unsupported_reason(lm.model, lm.device) is None
+    return lm
+
+
+@pytest.mark.parametrize("prompt, penalty", [("Give me three tips for a job interview.", 1.0),
+                                             ("Write a short poem about the sea.", 1.3)])
+def test_smollm_chat_greedy_matches_generate(smollm, prompt, penalty):
+    ids = build_inputs(smollm, GenerationRequest(prompt))["input_ids"]
+    want = reference(smollm.model, ids, 40, penalty)
+    assert fast(smollm.model, ids, 40, penalty) == want
+
+
+def test_smollm_long_prompt_matches_generate(smollm):
+    ids = completion_ids(smollm, README, 600)
+    assert ids.shape[1] == 600
+    assert fast(smollm.model, ids, 24) == reference(smollm.model, ids, 24)
+
+
+@pytest.mark.parametrize("prompt, penalty", [("Paris is the capital city of", 1.0),
+                                             ("English: Good morning.\nFrench:", 1.2)])
+def test_gemma_completion_greedy_matches_generate(gemma, prompt, penalty):
+    ids = completion_ids(gemma, prompt)
+    assert fast(gemma.model, ids, 32, penalty) == reference(gemma.model, ids, 32, penalty)
+
+
+@pytest.mark.parametrize("length", [505, 700])
+def test_gemma_sliding_window_matches_generate(gemma, length):
+    # 505 crosses the 512-token sliding window while decoding; 700 starts beyond it (banded prompt mask).
+    ids = completion_ids(gemma, README, length)
+    assert ids.shape[1] == length
+    assert fast(gemma.model, ids, 16) == reference(gemma.model, ids, 16)
+
+
+def test_packed_weights_are_in_use_on_bf16(smollm):
+    # Without prepacking the fast path loses most of its speed; the load-time bit check must have passed here.
+    if smollm.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available():
+        assert fastgen.decoder_for(smollm.model).packed
+
+
+def test_seeded_sampling_draws_the_same_tokens_as_generate(smollm):
+    ids = build_inputs(smollm, GenerationRequest("Name a colour and a fruit."))["input_ids"]
+    torch.manual_seed(11)
+    with torch.inference_mode():
+        want = smollm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=20,
+                                     do_sample=True, temperature=0.8, top_p=0.9, top_k=40, repetition_penalty=1.1,
+                                     pad_token_id=2)[0, ids.shape[1]:].tolist()
+    torch.manual_seed(11)
+    got = list(fastgen.generate_tokens(smollm.model, ids, fastgen.Sampling(20, True, 0.8, 0.9, 40, 1.1), [2]))
+    assert got == want
+
+
+def test_stream_uses_fastgen_and_stop_event_ends_it(smollm):
+    ids = build_inputs(smollm, GenerationRequest("Write a very long story about a dragon."))
+    stop = threading.Event()
+    before = threading.active_count()
+    seen = 0
+    for _, stats in stream(smollm, ids, GenerationParams(max_new_tokens=300, temperature=0), stop=stop):
+        seen += 1
+        if seen == 3:
+            stop.set()
+    assert stats.backend == "fastgen"
+    assert stats.finish_reason == "stopped" and stats.tokens < 20
+    assert threading.active_count() == before
+
+
+def test_stream_stop_strings_and_same_text_as_generate(smollm):
+    ids = build_inputs(smollm, GenerationRequest("Count from one to ten, in words, separated by commas."))
+    params = GenerationParams(max_new_tokens=40, temperature=0, repetition_penalty=1.0)
+    text, stats = run_to_end(stream(smollm, ids, params))
+    want = smollm.tokenizer.decode(reference(smollm.model, ids["input_ids"], 40), skip_special_tokens=True)
+    assert stats.backend == "fastgen" and text == want
+    assert len(text) > 20
+    word = text[len(text) // 2:len(text) // 2 + 4]  # something the reply reaches half way
+    cut, stats = run_to_end(stream(smollm, ids, params, stop_strings=[word]))
+    assert stats.finish_reason == "stop_string" and cut == text[:text.index(word)]
+    assert stats.tokens < len(reference(smollm.model, ids["input_ids"], 40))
+
+
+def test_setting_off_falls_back_to_generate(smollm, settings):
+    ids = build_inputs(smollm, GenerationRequest("Hello!"))
+    try:
+        set_settings(Settings(home=settings.home, fast_generation=False))
+        _, stats = run_to_end(stream(smollm, ids, GenerationParams(max_new_tokens=4, temperature=0)))
+    finally:
+        set_settings(settings)
+    assert stats.backend == "transformers"
+
+
+def test_unsupported_models_are_named():
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    assert "architecture" in fastgen.unsupported_reason(model, torch.device("cpu"))
+    assert fastgen.unsupported_reason(model, torch.device("cuda")) == "not on the CPU"
+
+
+def _tiny(kind: str, dtype: torch.dtype):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, max_position_embeddings=256, attn_implementation="sdpa")
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=False))
+    else:
+        model = Gemma3ForCausalLM(Gemma3TextConfig(**common, sliding_window=8, query_pre_attn_scalar=16,
+                                                   layer_types=["sliding_attention", "sliding_attention",
+                                                                "full_attention"]))
+    for p in model.parameters():  # spread the logits so that greedy choices are not near-ties of noise
+        p.data.mul_(4.0) if p.dim() > 1 else None
+    return model.to(dtype).eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_tiny_models_match_generate(kind, dtype):
+    # Built inline: fp32 (no prepacking), an untied head, and a sliding window of 8 crossed many times.
+    model = _tiny(kind, dtype)
+    assert fastgen.unsupported_reason(model, torch.device("cpu")) is None
+    for start in ([5, 9, 33], list(range(20, 32))):
+        ids = torch.tensor([start])
+        assert fast(model, ids, 20, 1.15) == reference(model, ids, 20, 1.15)
+
+
+def test_adapter_and_quantised_models_fall_back():
+    model = _tiny("llama", torch.float32)
+    model.peft_config = {"default": object()}  # what a PeftModel carries
+    assert fastgen.unsupported_reason(model, torch.device("cpu")) is not None
+    lm = LoadedModel(spec=LoadSpec("tiny"), model=model, tokenizer=None, device=torch.device("cpu"),
+                     dtype=torch.float32, size_bytes=0)
+    from lmdemo.textgen import _use_fastgen
+
+    assert not _use_fastgen(lm, {"input_ids": torch.tensor([[1, 2]])})
