@@ -193,7 +193,8 @@ def stage(adapter: str | Path, repo_id: str, out_dir: str | Path, eval_paths: li
     return sorted(p.name for p in final.iterdir())
 
 
-def _scrub(text: str, token: str | None) -> str:
+def scrub(text: str, token: str | None) -> str:
+    """The text with every occurrence of the token masked."""
     return text.replace(token, "***") if token else text
 
 
@@ -225,10 +226,10 @@ def push(adapter: str | Path, repo_id: str, *, private: bool = False, token: str
             status = getattr(exc.response, "status_code", None)
             why = {401: "the token was refused (log in with `hf auth login`, set HF_TOKEN, or use the login button)",
                    403: "the token may not write to this repo (it needs write access)"}.get(
-                status, _scrub(str(exc).splitlines()[0], token))
+                status, scrub(str(exc).splitlines()[0], token))
             raise HubError(f"Push to {repo_id} failed: {why}.") from None
-        except OSError as exc:
-            raise HubError(f"Push to {repo_id} failed: {_scrub(str(exc).splitlines()[0], token)}") from None
+        except (OSError, ValueError) as exc:  # connection problems; huggingface_hub's URL/repo checks
+            raise HubError(f"Push to {repo_id} failed: {scrub(str(exc).splitlines()[0], token)}") from None
         return PushResult(repo_id, tmp / "upload", files, url=str(url))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

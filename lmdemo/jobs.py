@@ -31,6 +31,7 @@ class JobStatus:
     output_dir: str = ""
     losses: list[dict] = field(default_factory=list)  # {"step", "loss"} and {"step", "eval_loss"}
     comparison: dict = field(default_factory=dict)  # base vs fine-tuned metrics and examples
+    notes: list[str] = field(default_factory=list)  # e.g. demo-mode caps applied to this run
 
     @property
     def running(self) -> bool:
@@ -115,8 +116,8 @@ class TrainingJobs:
                 raise InputError(f"A training job ({self.status.name}) is already running; wait for it or cancel it.")
             self._events, self._stop = self._ctx.Queue(), self._ctx.Event()
             self.status = JobStatus(state="starting", name=name, task=task, started=time.time(),
-                                    output_dir=config["output_dir"],
-                                    message="; ".join(notes + ["starting the worker process"]))
+                                    output_dir=config["output_dir"], notes=notes,
+                                    message="starting the worker process")
             self._proc = self._ctx.Process(target=_worker, args=(task, train, validation, config, self._events,
                                                                  self._stop), daemon=True, name="lmdemo-train")
             self._proc.start()

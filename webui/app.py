@@ -9,6 +9,8 @@ import threading
 import gradio as gr
 
 from lmdemo import store
+from lmdemo.adapters import list_adapters
+from lmdemo.config import DEMO_LIMITS, get_settings
 from lmdemo.loading import load
 from lmdemo.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
 from lmdemo.translation import LANGUAGES
@@ -263,6 +265,22 @@ def finetune_tab() -> None:
             remove = gr.Button(i("remove"))
             merge = gr.Button(i("merge"))
         merge_md = gr.Markdown()
+    with gr.Accordion(i("share"), open=False):
+        gr.Markdown(i("share_intro"))
+        if os.environ.get("OAUTH_CLIENT_ID"):  # only a Space with hf_oauth has a real login flow
+            gr.LoginButton()
+        with gr.Row():
+            share_pick = gr.Dropdown(choices=[a.name for a in list_adapters()], value=None, allow_custom_value=True,
+                                     label=i("adapter"))
+            share_refresh = gr.Button(i("refresh"), scale=0)
+            repo_id = gr.Textbox(label=i("repo_id"), placeholder="your-name/my-adapter")
+            private = gr.Checkbox(label=i("private"), value=False)
+        token = gr.Textbox(label=i("hf_token"), type="password", max_lines=1)
+        with gr.Row():
+            dry = gr.Button(i("dry_run"))
+            push = gr.Button(i("push"), variant="primary")
+        share_md = gr.Markdown()
+        card = gr.Code(language="markdown", label="README.md", interactive=False)
 
     task.change(lambda t: ("all-minilm-l6-v2", 6, 1e-3) if t == "classification" else ("smollm2-135m-instruct", 2, 2e-4),
                 task, [base, epochs, lr], queue=False, api_visibility="private")
@@ -283,6 +301,11 @@ def finetune_tab() -> None:
     remove.click(h.remove_adapter, adapter_name, adapters, api_name="ui_remove_adapter", api_visibility="private")
     merge.click(h.merge_adapter, adapter_name, merge_md, concurrency_id="training", api_name="ui_merge_adapter",
                 api_visibility="private")
+    share_refresh.click(lambda: gr.Dropdown(choices=[a.name for a in list_adapters()]), None, share_pick,
+                        queue=False, api_visibility="private")
+    for button, fn in ((dry, h.share_dry_run), (push, h.share_push)):
+        button.click(fn, [share_pick, repo_id, private, token], [share_md, card], concurrency_id="hub",
+                     api_name=f"ui_{fn.__name__}", api_visibility="private")
 
 
 def models_tab() -> None:
@@ -386,6 +409,8 @@ def build() -> gr.Blocks:
     with gr.Blocks(title="lmdemo", analytics_enabled=False) as demo:
         gr.Markdown(i("title"))
         gr.Markdown(i("intro"))
+        if get_settings().demo_mode:
+            gr.Markdown(i("demo_note"), elem_id="demo-note")
         pickers = []
         with gr.Tabs():
             for key, tab in (("tab_generate", generate_tab), ("tab_sentiment", sentiment_tab),
@@ -404,7 +429,8 @@ def build() -> gr.Blocks:
         demo.load(refresh_pickers, None, [p for p, _, _ in pickers], queue=False, api_visibility="private")
         api_endpoints()
     # One model-bound job at a time per model family: a 2-core machine gains nothing from more.
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    demo.queue(max_size=DEMO_LIMITS.queue_size if get_settings().demo_mode else QUEUE_SIZE,
+               default_concurrency_limit=1)
     return demo
 
 

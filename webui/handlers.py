@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -407,7 +408,9 @@ def start_training(task: str, sample: str | None, upload: str | None, first_col:
     out = new_adapter_path(name or f"{task}-adapter")
     config = {"output_dir": str(out), "base_model": _model(base) or _default_base(task), "epochs": float(epochs),
               "learning_rate": float(lr), "lora_r": int(lora_r), "quantize": None if quantize == "none" else quantize}
-    JOBS.start(out.name, data.task, data.train, data.validation, config)
+    status = JOBS.start(out.name, data.task, data.train, data.validation, config)
+    for note in status.notes:
+        gr.Warning(note)
     gr.Info(f"Training {out.name} started: {len(data.train)} rows, {len(data.validation)} for validation.")
 
 
@@ -428,7 +431,8 @@ def training_status():
         return "No training job yet.", None, None, None, None
     eta = f" · ETA {st.eta_seconds:.0f} s" if st.eta_seconds is not None and st.running else ""
     line = (f"**{st.name}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
-            f" · {st.steps_per_second:.2f} it/s{eta} · {st.elapsed:.0f} s — {st.message}")
+            f" · {st.steps_per_second:.2f} it/s{eta} · {st.elapsed:.0f} s — {st.message}"
+            + "".join(f"  \n_{note}_" for note in st.notes))
     def curve(key: str):
         points = [{"step": p["step"], "loss": p[key]} for p in st.losses if key in p]
         return pd.DataFrame(points) if points else None
@@ -466,3 +470,35 @@ def merge_adapter(name: str, request: gr.Request = None, progress=gr.Progress(tr
     out = get_settings().home / "merged" / safe_name(_need(name, request))
     merge(name, out)
     return f"Merged model saved in `{out}` (usable as a local model folder in every model box)."
+
+
+# ---------------------------------------------------------------- sharing
+
+@friendly
+def share_dry_run(adapter: str, repo_id: str, private: bool, token: str, request: gr.Request = None):
+    """Build the exact upload folder and show its card; nothing leaves the machine."""
+    from lmdemo.hub import push
+
+    repo_id = _need(repo_id, request)
+    out = Path(tempfile.mkdtemp(prefix="lmdemo-share-")) / repo_id.replace("/", "--")
+    result = push(_need(adapter, request), repo_id, dry_run=out)
+    return (f"Dry run: these files would be uploaded to `{repo_id}` (folder `{out}`): "
+            + ", ".join(f"`{f}`" for f in result.files)), (out / "README.md").read_text(encoding="utf-8")
+
+
+@friendly
+def share_push(adapter: str, repo_id: str, private: bool, token: str, oauth_token: gr.OAuthToken | None = None,
+               request: gr.Request = None):
+    """Push with the typed token, else the login button's, else HF_TOKEN / the stored login."""
+    from lmdemo.hub import HubError, push, scrub
+
+    adapter, repo_id = _need(adapter, request), _need(repo_id, request)
+    secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None) \
+        or os.environ.get("HF_TOKEN") or None
+    try:
+        result = push(adapter, repo_id, private=bool(private), token=secret)
+    except LmdemoError:
+        raise
+    except Exception as exc:  # unexpected: report it without letting a token reach the log or the page
+        raise HubError(f"Push failed: {type(exc).__name__}: {scrub(str(exc), secret)}") from None
+    return f"Pushed {', '.join(f'`{f}`' for f in result.files)} to [{repo_id}]({result.url or repo_id}).", None

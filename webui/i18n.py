@@ -45,6 +45,13 @@ EN = {
     "start": "Start training", "cancel": "Cancel", "loss": "Training loss", "val_loss": "Validation loss",
     "before_after": "Base vs fine-tuned on the validation split", "side_by_side": "Outputs side by side",
     "adapters": "Saved adapters", "remove": "Remove", "merge": "Merge into a full model",
+    "share": "Share on the Hugging Face Hub", "repo_id": "Repo id (USER/NAME)", "private": "Private repo",
+    "hf_token": "Write token (optional: HF_TOKEN or the login button are used otherwise; never shown or stored)",
+    "dry_run": "Build the upload folder (dry run)", "push": "Push to the Hub", "refresh": "Refresh",
+    "share_intro": "Uploads the adapter with a model card: base model, labels, and the base-vs-fine-tuned "
+                   "scores from the validation comparison as a model-index.",
+    "demo_note": "**Demo mode** — this shared Space caps training (400 rows, 3 epochs, 60 steps) and the queue. "
+                 "For full use, duplicate the Space and set `LMDEMO_DEMO_MODE=0`.",
 }
 
 ZH = {
@@ -88,6 +95,12 @@ ZH = {
     "start": "开始训练", "cancel": "取消", "loss": "训练损失", "val_loss": "验证损失",
     "before_after": "验证集上的基础模型与微调模型", "side_by_side": "输出对比",
     "adapters": "已保存的适配器", "remove": "删除", "merge": "合并为完整模型",
+    "share": "分享到 Hugging Face Hub", "repo_id": "仓库 ID（用户/名称）", "private": "私有仓库",
+    "hf_token": "写入令牌（可选；否则使用 HF_TOKEN 或登录按钮；不会显示或保存）",
+    "dry_run": "生成上传文件夹（试运行）", "push": "推送到 Hub", "refresh": "刷新",
+    "share_intro": "上传适配器及模型卡：基础模型、标签，以及验证集上基础模型与微调模型的分数（model-index）。",
+    "demo_note": "**演示模式** —— 这个共享 Space 限制了训练（400 行、3 轮、60 步）和队列长度。"
+                 "如需完整功能，请复制此 Space 并设置 `LMDEMO_DEMO_MODE=0`。",
 }
 
 I18N = gr.I18n(en=EN, zh=ZH)
@@ -98,6 +111,7 @@ _ERROR_PREFIX = {
     "AdapterError": ("Adapter problem", "适配器有误"),
     "StoreError": ("Model store problem", "模型存储出错"),
     "ConfigError": ("Setting problem", "设置有误"),
+    "HubError": ("Hub problem", "Hub 出错"),
 }
 
 
