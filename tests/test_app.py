@@ -1,14 +1,69 @@
 """The app, driven through gradio_client exactly as a user's script would."""
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 ENDPOINTS = {"/generate", "/sentiment", "/sentiment_batch", "/summarize", "/translate", "/perplexity",
              "/next_tokens", "/bigram"}
+REQUIRED = {"prompt": "Say hello.", "text": "The cat sat on the mat. It was happy.", "prefix": "The cat",
+            "corpus": "the cat sat\nthe dog sat", "texts": ["I love it.", "Awful."]}
 
 
-def test_every_documented_endpoint_is_there(client):
-    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert ENDPOINTS <= named
+def readme_api() -> dict[str, tuple[list[tuple[str, object]], str]]:
+    """The README's API table: endpoint -> ([(parameter, default or REQUIRED_MARK)], returns cell)."""
+    section = README.read_text().split("\n## API", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for row in re.findall(r"^\| `(/\w+)` \|(.*)\|(.*)\|$", section, flags=re.M):
+        endpoint, inputs, returns = (cell.strip() for cell in row)
+        params = [(name, json.loads(default) if default else REQUIRED_MARK)
+                  for name, default in re.findall(r'`(\w+)`(?:=("[^"]*"|-?[\d.]+))?', inputs)]
+        table[endpoint] = (params, returns.replace("`", ""))
+    return table
+
+
+REQUIRED_MARK = object()
+
+
+def test_the_api_is_exactly_the_readme_table(client):
+    """Names, order, defaults of every endpoint as documented, and nothing undocumented."""
+    documented = readme_api()
+    assert set(documented) == ENDPOINTS
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(named) == set(documented)  # no extra public endpoint either
+    for endpoint, (params, _) in documented.items():
+        actual = [(p["parameter_name"], p["parameter_default"] if p["parameter_has_default"] else REQUIRED_MARK)
+                  for p in named[endpoint]["parameters"]]
+        assert actual == params, endpoint
+    assert named["/sentiment_batch"]["parameters"][0]["python_type"]["type"] == "list[str]"
+
+
+def test_every_endpoint_returns_the_documented_shape(client):
+    """Each endpoint called with its required inputs only, as a script would; the result has the README's shape."""
+    for endpoint, (params, returns) in readme_api().items():
+        kwargs = {name: REQUIRED[name] for name, default in params if default is REQUIRED_MARK}
+        if endpoint == "/generate":
+            kwargs["max_new_tokens"] = 16  # keeps the test short; the default is checked above
+        out = client.predict(api_name=endpoint, **kwargs)
+        keys = set(re.findall(r'"(\w+)"', returns))
+        if returns.startswith("list of {"):
+            assert isinstance(out, list) and out and all(set(item) == keys for item in out), (endpoint, out)
+        elif returns.startswith("{"):
+            assert isinstance(out, dict) and set(out) == keys, (endpoint, out)
+        else:  # [[token, probability], ...]
+            assert returns.startswith("[[")
+            assert isinstance(out, list) and out and all(
+                len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], float) for pair in out), out
+
+
+def test_the_readme_example_runs(client):
+    code = README.read_text().split("\n## API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    call = next(line for line in code.splitlines() if line.startswith("c.predict("))
+    out = eval(call, {"c": client})  # the README's own call, verbatim
+    assert "Paris" in out["text"]
 
 
 def test_generate(client):
