@@ -203,3 +203,23 @@ def test_empty_input_shows_a_message_not_a_traceback(browser, base_url):
     _body_contains(page, "Please type some text first.", timeout=30_000)
     assert "Traceback" not in page.content()
     _shot(page, "empty-input")
+
+
+def test_share_section_dry_run_shows_the_card(browser, base_url):
+    from lmdemo.sentiment import DEFAULT_ADAPTER
+
+    page = _page(browser, base_url)
+    _tab(page, "Fine-tune")
+    page.get_by_text("Share on the Hugging Face Hub").click()
+    picker = page.get_by_label("Adapter", exact=True)
+    picker.fill(DEFAULT_ADAPTER)
+    picker.press("Enter")
+    page.get_by_label("Repo id (USER/NAME)").fill("demo-user/sentiment-minilm")
+    page.get_by_label("Write token", exact=False).fill("hf_browserTestToken000")
+    _button(page, "Build the upload folder (dry run)").click()
+    page.get_by_text("these files would be uploaded").wait_for(timeout=60_000)
+    page.get_by_text("base_model_relation: adapter").first.wait_for(timeout=10_000)
+    assert "adapter_model.safetensors" in page.content()
+    assert "hf_browserTestToken000" not in page.inner_text("body")  # a password box never shows it
+    page.get_by_text("base_model_relation: adapter").first.scroll_into_view_if_needed()
+    _shot(page, "finetune-share-dry-run")
