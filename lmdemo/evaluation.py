@@ -139,7 +139,8 @@ def run(task: str, data: str | Path | None = None, model: str | None = None, ada
         rows = rows[: int(limit)]
     dataset = str(data) if data else f"lmdemo bundled {task} set"
     if data and Path(data).exists():
-        dataset = Path(data).name
+        bundled = Path(data).resolve() == bundled_path(task).resolve()
+        dataset = f"lmdemo bundled {task} set" if bundled else Path(data).name
     return run_rows(task, rows, model, adapter, on_progress, dataset=dataset)
 
 
