@@ -411,6 +411,8 @@ def build() -> gr.Blocks:
         gr.Markdown(i("intro"))
         if get_settings().demo_mode:
             gr.Markdown(i("demo_note"), elem_id="demo-note")
+            if os.environ.get("SPACE_ID"):  # set by Spaces: link straight to the duplicate dialog
+                gr.Markdown(f"[Duplicate this Space](https://huggingface.co/spaces/{os.environ['SPACE_ID']}?duplicate=true)")
         pickers = []
         with gr.Tabs():
             for key, tab in (("tab_generate", generate_tab), ("tab_sentiment", sentiment_tab),
