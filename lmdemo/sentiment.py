@@ -6,9 +6,12 @@ The default classifier is all-MiniLM-L6-v2 with a LoRA-trained head shipped in
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
+import threading
+import weakref
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -47,7 +50,7 @@ def _clean(texts: list[str]) -> list[str]:
 
 
 def classify(texts: list[str] | str, model: str | None = None, adapter: str | None = None,
-             batch_size: int = 32) -> list[SentimentResult]:
+             batch_size: int = 64) -> list[SentimentResult]:
     """Label each text; with no model given, the bundled MiniLM sentiment adapter is used."""
     texts = _clean(texts)
     if not model and not adapter:
@@ -57,16 +60,43 @@ def classify(texts: list[str] | str, model: str | None = None, adapter: str | No
     lm = load(model, head="sequence-classification", adapter=adapter)
     config = lm.model.config
     labels = lm.labels or [str(config.id2label[i]).lower() for i in range(config.num_labels)]
-    results: list[SentimentResult] = []
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
-        batch = lm.tokenizer(chunk, padding=True, truncation=True, max_length=256, return_tensors="pt").to(lm.device)
+    net = _inference_model(lm)
+    encoded = lm.tokenizer(texts, truncation=True, max_length=256)
+    pad_id = lm.tokenizer.pad_token_id or 0
+    # Similar lengths share a batch, so little compute goes to padding; results return in input order.
+    order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+    results: list[SentimentResult | None] = [None] * len(texts)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(encoded["input_ids"][i]) for i in rows)
+        batch = {key: torch.tensor([encoded[key][i] + [pad_id if key == "input_ids" else 0] *
+                                    (width - len(encoded[key][i])) for i in rows], device=lm.device)
+                 for key in encoded.keys()}
         with torch.inference_mode():
-            probs = lm.model(**batch).logits.float().softmax(-1)
-        for text, row in zip(chunk, probs.tolist()):
+            probs = net(**batch).logits.float().softmax(-1)
+        for i, row in zip(rows, probs.tolist()):
             best = max(range(len(row)), key=row.__getitem__)
-            results.append(SentimentResult(text, labels[best], row[best], dict(zip(labels, row))))
-    return results
+            results[i] = SentimentResult(texts[i], labels[best], row[best], dict(zip(labels, row)))
+    return results  # type: ignore[return-value]
+
+
+_MERGED: "weakref.WeakKeyDictionary[object, torch.nn.Module]" = weakref.WeakKeyDictionary()
+_MERGED_LOCK = threading.Lock()
+
+
+def _inference_model(lm):
+    """The network to run: a LoRA adapter merged into a private copy (one matmul per layer instead of three).
+
+    The cached PEFT model stays as it is for the code that needs the adapter separate (evaluation, merge).
+    """
+    model = lm.model
+    if not hasattr(model, "merge_and_unload") or lm.quantized:
+        return model
+    with _MERGED_LOCK:
+        merged = _MERGED.get(model)
+        if merged is None:
+            merged = _MERGED[model] = copy.deepcopy(model).merge_and_unload().eval()
+        return merged
 
 
 def read_texts(path: str | Path, column: str | None = None) -> list[str]:
