@@ -35,14 +35,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(prepared):
-    """The app, started once per test session on a free loopback port (API, bad-input and browser tests)."""
+def app(prepared):
+    """The app (its gr.Blocks), started once per test session on a free loopback port."""
     from webui.app import launch
 
-    port = free_port()
-    demo = launch(port=port, host="127.0.0.1", block=False, warm=False)
-    yield f"http://127.0.0.1:{port}/"
+    demo = launch(port=free_port(), host="127.0.0.1", block=False, warm=False)
+    yield demo
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(app):
+    """The shared app's address (API, bad-input, security and browser tests)."""
+    return app.local_url
 
 
 @pytest.fixture(scope="session")

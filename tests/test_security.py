@@ -1,0 +1,127 @@
+"""Security defaults: request limits, what files the app serves, no unpickling, safetensors only,
+no remote code, no secrets in logs."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Code that runs in the app, the CLI, the Space or the scripts (the tests build hostile files on purpose).
+SOURCES = [p for folder in ("lmdemo", "webui", "bench", "scripts", "spaces") for p in (ROOT / folder).rglob("*.py")]
+SOURCES.append(ROOT / "app.py")
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_upload_and_queue_limits_are_set(app, client):
+    from webui.app import MAX_FILE_SIZE, QUEUE_SIZE
+
+    assert MAX_FILE_SIZE == "10mb" and app.max_file_size == 10 * 2**20
+    assert client.config["max_file_size"] == 10 * 2**20  # what the page is told, too
+    assert app._queue.max_size == QUEUE_SIZE == 64  # gradio keeps it on the queue object only
+
+
+def test_the_app_serves_its_own_files_only(app, app_url, settings, tmp_path):
+    import httpx
+
+    assert not app.allowed_paths  # nothing beyond gradio's own upload/output cache
+    upload = tmp_path / "mine.txt"
+    upload.write_text("an uploaded file")
+    r = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("mine.txt", upload.open("rb"), "text/plain")})
+    served = r.json()[0]
+    assert httpx.get(f"{app_url}gradio_api/file={served}").text == "an uploaded file"  # control: the route works
+    adapter = next(settings.adapters_dir.rglob("*.safetensors"), None) or next((ROOT / "lmdemo").rglob("*.safetensors"))
+    for outside in ("/etc/passwd", str(ROOT / "README.md"), str(adapter), str(upload),
+                    f"{Path(served).parent}/../../../../etc/passwd"):
+        r = httpx.get(f"{app_url}gradio_api/file={outside}")
+        assert r.status_code in (403, 404), (outside, r.status_code)
+        assert "root:" not in r.text
+
+
+def test_no_code_unpickles_anything():
+    banned = re.compile(r"\bimport (c?pickle|dill|cloudpickle|joblib)\b|\bfrom (c?pickle|dill|joblib) import\b"
+                        r"|torch\.load\(|read_pickle\(|allow_pickle\s*=\s*True|weights_only\s*=\s*False")
+    hits = [f"{p.relative_to(ROOT)}:{n}" for p in SOURCES for n, line in enumerate(p.read_text().splitlines(), 1)
+            if banned.search(line)]
+    assert not hits, hits
+
+
+def test_trust_remote_code_is_never_enabled():
+    hits = []
+    for path in SOURCES:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "trust_remote_code" in line and not re.search(r"trust_remote_code\s*=\s*False\b", line):
+                hits.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not hits, hits
+
+
+def test_pickled_uploads_are_refused_unopened(tmp_path, capsys):
+    from lmdemo import datasets_io
+    from lmdemo.errors import InputError
+
+    marker = tmp_path / "unpickled"
+    for name in ("data.pkl", "data.pickle", "data.pt"):
+        (tmp_path / name).write_bytes(pickle.dumps(_Payload(marker)))
+        with pytest.raises(InputError, match="unsupported file type"):
+            datasets_io.prepare(tmp_path / name, "classification")
+    assert not marker.exists()
+
+
+def test_models_and_adapters_load_from_safetensors_only(tmp_path, prepared, settings):
+    """A folder whose only weights are a pickle is refused, and the pickle never runs."""
+    from lmdemo.errors import LmdemoError
+    from lmdemo.loading import adapter_dir, load
+
+    marker = tmp_path / "unpickled"
+    model = tmp_path / "pickled-model"
+    shutil.copytree(settings.models_dir / "all-minilm-l6-v2", model,
+                    ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
+    (model / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(LmdemoError):
+        load(str(model), head="encoder")
+    adapter = tmp_path / "pickled-adapter"
+    shutil.copytree(ROOT / "lmdemo" / "adapters" / "sentiment-minilm", adapter,
+                    ignore=shutil.ignore_patterns("*.safetensors"))
+    (adapter / "adapter_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(LmdemoError, match="only safetensors"):
+        adapter_dir(str(adapter))
+    assert not marker.exists()
+
+
+def test_a_token_in_the_environment_never_reaches_the_logs(tmp_path, prepared):
+    """The app in its own process with HF_TOKEN set: serve, fail on a Hub id, upload; the log never holds it."""
+    import httpx
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from soak import serve
+
+    token = "hf_lmdemoTestSecret0123456789abcdefXYZ"
+    log = tmp_path / "server.log"
+    with serve(log, env={"HF_TOKEN": token, "HUGGING_FACE_HUB_TOKEN": token}) as (url, _):
+        client = Client(url, verbose=False)
+        assert client.predict(text="Lovely.", api_name="/sentiment")["label"] == "positive"
+        with pytest.raises(AppError):
+            client.predict(prompt="hi", model="someone/private-model", api_name="/generate")
+        with pytest.raises(AppError):
+            client.predict(prompt="hi", temperature=-1, api_name="/generate")
+        page = httpx.get(url).text + httpx.get(f"{url}config").text
+    text = log.read_text()
+    assert "Running on local URL" in text  # the log was captured
+    assert token not in text and token[3:20] not in text
+    assert token not in page
