@@ -16,6 +16,7 @@ def test_eight_users_for_two_minutes(prepared, tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "soak.py"), "--users", "8", "--seconds", "120",
                           "--json-out", str(out), "--log", str(tmp_path / "server.log")],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    print(run.stdout[-3000:])  # the figures, shown with -s or on failure
     assert out.exists(), run.stdout[-2000:] + run.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["users"] == 8 and result["seconds"] >= 120
