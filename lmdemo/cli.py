@@ -223,8 +223,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             result = train_sft(data.train, data.validation, cfg, stop_event=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
-    print(json.dumps({"output_dir": result.output_dir, "metrics": result.metrics, "stopped_early": stop.is_set(),
-                      "train_rows": len(data.train), "validation_rows": len(data.validation)}, indent=2))
+    summary = {"output_dir": result.output_dir, "metrics": result.metrics, "stopped_early": stop.is_set(),
+               "train_rows": len(data.train), "validation_rows": len(data.validation)}
+    if not args.no_compare and data.validation:
+        from .compare import compare_base_and_adapter
+
+        # Base vs tuned on the validation split; the eval JSONs saved beside the adapter feed `lmdemo push`.
+        comparison = compare_base_and_adapter(task, data.validation, cfg.base_model, result.output_dir, examples=0)
+        summary["comparison"] = comparison["metrics"]
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -348,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lora-r", type=int)
     ft.add_argument("--quantize", choices=["4bit"], help="QLoRA: base loaded in 4-bit")
     ft.add_argument("--seed", type=int)
+    ft.add_argument("--no-compare", action="store_true",
+                    help="skip scoring base and fine-tuned models on the validation split afterwards")
     for name in ("text", "label", "prompt", "response"):
         ft.add_argument(f"--{name}-column", help=f"file column holding the {name}")
     ft.set_defaults(func=cmd_finetune)

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .compare import EVAL_FILES as COMPARE_FILES
 from .errors import AdapterError, InputError, LmdemoError
 from .loading import ADAPTER_META, adapter_dir, adapter_meta, hub_reachable
 from .registry import BUILTINS, resolve
 
 # Files of an adapter folder that go to the Hub; the card is written fresh.
 UPLOAD_FILES = ("adapter_config.json", "adapter_model.safetensors", ADAPTER_META)
-EVAL_FILES = ("eval-adapter.json", "eval-base.json")  # written beside an adapter by the fine-tune comparison
+EVAL_FILES = tuple(COMPARE_FILES.values())  # written beside an adapter by the fine-tune comparison
 PIPELINE_TAGS = {"classification": "text-classification", "sentiment": "text-classification",
                  "translation": "translation", "summarisation": "summarization", "generation": "text-generation",
                  "sft": "text-generation"}

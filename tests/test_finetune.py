@@ -196,3 +196,8 @@ def test_cli_ctrl_c_stops_after_the_step_and_keeps_the_adapter(prepared, tmp_pat
     summary = json.loads(stdout[stdout.rindex("\n{\n") + 1:])  # the summary object, after the Trainer logs
     assert summary["stopped_early"] is True and (out / "adapter_model.safetensors").is_file()
     assert "stopping after this step" in stderr
+    # Afterwards base and tuned are scored on the validation split; the summaries are kept for `lmdemo push`.
+    assert set(summary["comparison"]) == {"base", "fine-tuned"}
+    saved = json.loads((out / "eval-adapter.json").read_text())
+    assert saved["metrics"] == summary["comparison"]["fine-tuned"] and saved["adapter"] == str(out)
+    assert json.loads((out / "eval-base.json").read_text())["adapter"] is None
