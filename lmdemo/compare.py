@@ -14,7 +14,7 @@ def compare_base_and_adapter(task: str, validation: list[dict], base_model: str,
                              examples: int = 3) -> dict:
     """Metrics of the base model and of base + adapter on the same rows, and a few predictions of each."""
     eval_task = "classification" if task == "classification" else "generation"
-    dataset = f"validation split ({len(validation)} examples held back from the training data)"
+    dataset = f"validation split ({len(validation)} example{'s' * (len(validation) != 1)} held back from the training data)"
     base = run_rows(eval_task, [dict(r) for r in validation], model=base_model, dataset=dataset)
     tuned = run_rows(eval_task, [dict(r) for r in validation], model=None if task == "classification" else base_model,
                      adapter=adapter, dataset=dataset)

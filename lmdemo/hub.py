@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -103,11 +104,13 @@ def eval_results(evals: list[dict], adapter_label: str, base_label: str) -> list
         is_base = not ev.get("adapter")
         who = f"base model {base_label}, no adapter" if is_base else f"{adapter_label} (adapter)"
         dataset = str(ev.get("dataset") or f"lmdemo {ev['task']} set")
+        # `type` is meant to be a dataset id: a Hub id stays, a description becomes a slug.
+        kind = dataset if re.fullmatch(r"[\w.-]+/[\w.-]+", dataset) else re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-")[:64]
         for metric, value in ev["metrics"].items():
             if not isinstance(value, (int, float)):
                 continue
             results.append(EvalResult(
-                task_type=PIPELINE_TAGS.get(ev["task"], "text-generation"), dataset_type=dataset,
+                task_type=PIPELINE_TAGS.get(ev["task"], "text-generation"), dataset_type=kind,
                 dataset_name=dataset, metric_type=metric, metric_value=float(value),
                 metric_name=f"{metric} — {who}",
             ))
