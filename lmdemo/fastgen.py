@@ -120,6 +120,7 @@ class Decoder:
                 act=mlp.act_fn, rope=kind,
                 window=config.sliding_window if self.gemma and kind == "sliding_attention" else None))
         self._rope_lock = threading.Lock()
+        self.extra_bytes = 0  # memory held beyond the model's own weights
         self.packed = bool(pack) and _pack(self)
 
     # ------------------------------------------------------------ pieces, op for op as in transformers
@@ -295,6 +296,10 @@ def _pack(dec: Decoder) -> bool:
     for layer, parts in zip(dec.layers, packed):
         layer.qkv_packed, layer.o_packed, layer.gate_up_packed, layer.down_packed = parts
     dec.head_packed = head
+    # The packed copies sit beside the model's own weights (prefill and other jobs still use those).
+    dec.extra_bytes = sum(w.numel() * w.element_size() for layer in dec.layers
+                          for w in (layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down))
+    dec.extra_bytes += dec.head.numel() * dec.head.element_size()
     return True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
@@ -16,6 +17,8 @@ from .loading import LoadedModel
 # transformers' sampling draws from torch's process-wide RNG; seeded runs hold this lock so that
 # two sampled generations never interleave their draws (greedy runs need no lock).
 _RNG_LOCK = threading.Lock()
+_COUNTED: "weakref.WeakSet[Any]" = weakref.WeakSet()  # models whose fastgen copies are in their size_bytes
+_COUNTED_LOCK = threading.Lock()
 
 
 @dataclass
@@ -183,8 +186,12 @@ def _use_fastgen(lm: LoadedModel, inputs: dict[str, torch.Tensor]) -> bool:
 def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams, streamer,
                    watch: _Watch, stop_strings: list[str] | None) -> None:
     """`generate`'s job through lmdemo.fastgen: tokens to the streamer, the stop event and stop strings honoured."""
-    from .fastgen import Sampling, generate_tokens
+    from .fastgen import Sampling, decoder_for, generate_tokens
 
+    with _COUNTED_LOCK:
+        if lm.model not in _COUNTED:  # the model cache's memory budget should see the packed weights too
+            lm.size_bytes += decoder_for(lm.model).extra_bytes
+            _COUNTED.add(lm.model)
     kw = params.generate_kwargs()
     sampling = Sampling(max_new_tokens=params.max_new_tokens, do_sample=kw["do_sample"], temperature=kw["temperature"],
                         top_p=kw["top_p"], top_k=kw["top_k"], repetition_penalty=params.repetition_penalty)
