@@ -86,6 +86,15 @@ def test_sentiment_tab(browser, base_url):
     _body_contains(page, "negative")
     assert "negative" in page.locator(".output-class").first.inner_text()
     _shot(page, "sentiment")
+    # many texts at once: a table and a CSV download
+    page.get_by_text("Many texts").click()
+    page.get_by_label("One text per line").fill("Fantastic staff and a lovely room.\nThe screen cracked on day one.")
+    _button(page, "Classify all").click()
+    # each row reads text, label, score (the dataframe renders rows outside its <table>, so read the page text)
+    _body_contains(page, "Fantastic staff and a lovely room.\npositive", timeout=60_000)
+    _body_contains(page, "The screen cracked on day one.\nnegative", timeout=10_000)
+    _button(page, "Download CSV").wait_for(timeout=30_000)
+    _shot(page, "sentiment-batch")
 
 
 def test_summarise_tab(browser, base_url):
@@ -178,6 +187,8 @@ def test_finetune_tab_trains_cancels_and_compares(browser, base_url):
     page.get_by_label("Adapter name").first.fill("browser-cancelled")
     _button(page, "Start training").click()
     _body_contains(page, "browser-cancelled (classification) · running", timeout=120_000)
+    _button(page, "Start training").click()  # a second start while one runs is refused, with a message
+    _body_contains(page, "is already running; wait for it or cancel it", timeout=30_000)
     page.reload()  # a reloaded page re-attaches to the running job
     page.wait_for_selector("textarea", timeout=60_000)
     _tab(page, "Fine-tune")
@@ -192,8 +203,25 @@ def test_models_tab_and_chinese_page(browser, base_url):
     page = _page(browser, base_url, locale="zh-CN")
     _body_contains(page, "文本生成")  # tab labels follow the browser's language
     page.get_by_role("tab", name="模型", exact=True).click()
-    _body_contains(page, "ready")
+    names = ("smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2")
+    for name in names:  # the table is filled when the page loads
+        _body_contains(page, f"{name}\nready", timeout=30_000)
+    _button(page, "刷新").click()
+    page.wait_for_timeout(1000)
+    for name in names:
+        _body_contains(page, f"{name}\nready", timeout=30_000)
     _shot(page, "models-zh")
+
+
+def test_binary_training_file_shows_a_message_not_a_traceback(browser, base_url, tmp_path):
+    page = _page(browser, base_url)
+    _tab(page, "Fine-tune")
+    upload = tmp_path / "photo.csv"
+    upload.write_bytes(bytes(range(256)) * 64)
+    page.locator("#finetune-upload input[type=file]").set_input_files(str(upload))
+    _body_contains(page, "photo.csv looks binary", timeout=60_000)
+    assert "Traceback" not in page.content()
+    _shot(page, "finetune-binary-upload")
 
 
 def test_empty_input_shows_a_message_not_a_traceback(browser, base_url):
