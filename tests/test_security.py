@@ -3,9 +3,11 @@ no remote code, no secrets in logs."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,7 +93,7 @@ def test_models_and_adapters_load_from_safetensors_only(tmp_path, prepared, sett
     shutil.copytree(settings.models_dir / "all-minilm-l6-v2", model,
                     ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
     (model / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
-    with pytest.raises(LmdemoError):
+    with pytest.raises(LmdemoError, match="safetensors"):
         load(str(model), head="encoder")
     adapter = tmp_path / "pickled-adapter"
     shutil.copytree(ROOT / "lmdemo" / "adapters" / "sentiment-minilm", adapter,
@@ -125,3 +127,9 @@ def test_a_token_in_the_environment_never_reaches_the_logs(tmp_path, prepared):
     assert "Running on local URL" in text  # the log was captured
     assert token not in text and token[3:20] not in text
     assert token not in page
+    # the CLI, failing on a Hub id, does not print it either
+    cli = subprocess.run([sys.executable, "-m", "lmdemo", "generate", "hi", "--model", "someone/private-model"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=dict(os.environ, HF_TOKEN=token, HF_HUB_OFFLINE="1"))
+    assert cli.returncode == 2 and "someone/private-model" in cli.stderr
+    assert token not in cli.stdout + cli.stderr
