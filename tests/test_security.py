@@ -122,9 +122,12 @@ def test_a_token_in_the_environment_never_reaches_the_logs(tmp_path, prepared):
             client.predict(prompt="hi", model="someone/private-model", api_name="/generate")
         with pytest.raises(AppError):
             client.predict(prompt="hi", temperature=-1, api_name="/generate")
+        with pytest.raises(AppError):
+            client.predict(text="  ", api_name="/sentiment")
         page = httpx.get(url).text + httpx.get(f"{url}config").text
     text = log.read_text()
     assert "Running on local URL" in text  # the log was captured
+    assert "Traceback" not in text  # a user's bad input is answered, not logged as a server fault
     assert token not in text and token[3:20] not in text
     assert token not in page
     # the CLI, failing on a Hub id, does not print it either

@@ -33,10 +33,11 @@ def friendly(fn: Callable) -> Callable:
 
     def convert(exc: Exception, request: gr.Request | None) -> gr.Error:
         lang = lang_of(request)
+        # print_exception=False: a user's mistake is not a server fault, and the unexpected case is logged here once
         if isinstance(exc, (LmdemoError, ConfigError)):
-            return gr.Error(error_message(exc, lang))
+            return gr.Error(error_message(exc, lang), print_exception=False)
         log.exception("unexpected error in %s", fn.__name__)
-        return gr.Error(error_message(RuntimeError(f"{type(exc).__name__}: {exc}"), lang))
+        return gr.Error(error_message(RuntimeError(f"{type(exc).__name__}: {exc}"), lang), print_exception=False)
 
     def request_of(args, kwargs) -> gr.Request | None:
         return next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
@@ -71,7 +72,7 @@ def _is_generator(fn: Callable) -> bool:
 
 def _need(value: str | None, request: gr.Request | None) -> str:
     if value is None or not str(value).strip():
-        raise gr.Error(text("err_empty", lang_of(request)))
+        raise gr.Error(text("err_empty", lang_of(request)), print_exception=False)
     return str(value)
 
 
@@ -139,7 +140,7 @@ def chat_reply(history: list[dict], mode: str, model: str, quantize: str, max_ne
     """Stream the assistant's reply to the last user message."""
     history = [{"role": m["role"], "content": message_text(m["content"])} for m in (history or [])]
     if not history or history[-1]["role"] != "user":
-        raise gr.Error(text("err_empty", lang_of(request)))
+        raise gr.Error(text("err_empty", lang_of(request)), print_exception=False)
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, seed=seed)
     base, adapter = model_and_adapter(model)
@@ -190,7 +191,7 @@ def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Requ
                     progress=gr.Progress(track_tqdm=True)):
     texts = read_texts(upload) if upload else [l for l in (lines or "").splitlines() if l.strip()]
     if not texts:
-        raise gr.Error(text("err_empty", lang_of(request)))
+        raise gr.Error(text("err_empty", lang_of(request)), print_exception=False)
     results = classify(texts, **_sentiment_source(model))
     out = Path(tempfile.mkdtemp(prefix="lmdemo-sentiment-")) / "sentiment.csv"
     to_csv(results, out)
