@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import InputError
+from .fastencoder import Encoder, supported as fastencoder_supported
 from .files import read_text
 from .loading import adapter_dir, adapter_meta, load
 from .registry import DEFAULT_ENCODER_MODEL
@@ -73,7 +74,8 @@ def classify(texts: list[str] | str, model: str | None = None, adapter: str | No
                                     (width - len(encoded[key][i])) for i in rows], device=lm.device)
                  for key in encoded.keys()}
         with torch.inference_mode():
-            probs = net(**batch).logits.float().softmax(-1)
+            logits = net.logits(**batch) if isinstance(net, Encoder) else net(**batch).logits
+            probs = logits.float().softmax(-1)
         for i, row in zip(rows, probs.tolist()):
             best = max(range(len(row)), key=row.__getitem__)
             results[i] = SentimentResult(texts[i], labels[best], row[best], dict(zip(labels, row)))
@@ -85,18 +87,21 @@ _MERGED_LOCK = threading.Lock()
 
 
 def _inference_model(lm):
-    """The network to run: a LoRA adapter merged into a private copy (one matmul per layer instead of three).
+    """The network to run: a LoRA adapter merged into a private copy (one matmul per layer instead of three),
+    through lmdemo.fastencoder where it covers the architecture.
 
     The cached PEFT model stays as it is for the code that needs the adapter separate (evaluation, merge).
     """
     model = lm.model
-    if not hasattr(model, "merge_and_unload") or lm.quantized:
+    adapter = hasattr(model, "merge_and_unload")
+    if lm.quantized or lm.device.type != "cpu" or not (adapter or fastencoder_supported(model)):
         return model
     with _MERGED_LOCK:
-        merged = _MERGED.get(model)
-        if merged is None:
-            merged = _MERGED[model] = copy.deepcopy(model).merge_and_unload().eval()
-        return merged
+        net = _MERGED.get(model)
+        if net is None:
+            merged = copy.deepcopy(model).merge_and_unload().eval() if adapter else model
+            net = _MERGED[model] = Encoder(merged) if fastencoder_supported(merged) else merged
+        return net
 
 
 def read_texts(path: str | Path, column: str | None = None) -> list[str]:
