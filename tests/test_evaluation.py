@@ -30,7 +30,8 @@ def test_cli_json_shape(prepared, tmp_path):
                   "--save", str(tmp_path / "r.json"))
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
-    assert set(obj) == {"task", "model", "adapter", "n", "metrics", "seconds"} and obj["n"] == 10
+    assert set(obj) == {"task", "model", "adapter", "n", "metrics", "seconds", "dataset"} and obj["n"] == 10
+    assert obj["dataset"] == "lmdemo bundled sentiment set"
     assert json.loads((tmp_path / "r.json").read_text())["metrics"] == obj["metrics"]
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 10
 
