@@ -19,6 +19,13 @@ from .loading import LoadedModel
 _RNG_LOCK = threading.Lock()
 _COUNTED: "weakref.WeakSet[Any]" = weakref.WeakSet()  # models whose fastgen copies are in their size_bytes
 _COUNTED_LOCK = threading.Lock()
+_ACTIVE = [0]  # generations running now, for background work that should wait (see busy())
+_ACTIVE_LOCK = threading.Lock()
+
+
+def busy() -> bool:
+    """Whether a generation is running in this process (background warm-up waits for it to end)."""
+    return _ACTIVE[0] > 0
 
 
 @dataclass
@@ -139,6 +146,8 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
     stats = GenerationStats(backend="fastgen" if fast else "transformers")
     start = time.perf_counter()
     thread = threading.Thread(target=run, daemon=True, name="lmdemo-generate")
+    with _ACTIVE_LOCK:
+        _ACTIVE[0] += 1
     thread.start()
     text = ""
     completed = False
@@ -158,6 +167,8 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
             watch.stop = stop = stop or threading.Event()
             stop.set()
         thread.join()
+        with _ACTIVE_LOCK:
+            _ACTIVE[0] -= 1
     if failure:
         raise failure[0]
     stats.tokens, stats.seconds = watch.new_tokens, time.perf_counter() - start

@@ -438,12 +438,24 @@ def build() -> gr.Blocks:
 
 def warm_up() -> None:
     """Fetch/convert the built-ins and load the defaults in the background, so first clicks are quick."""
+    import time
+
+    from lmdemo.textgen import busy
+
+    def after_requests() -> None:
+        # On 2 cores a background load beside a visitor's generation slows that reply several-fold: let it finish.
+        time.sleep(0.2)  # a request queued behind the load just done enters its generation first
+        while busy():
+            time.sleep(0.1)
+
     try:
         store.prepare()
         load(DEFAULT_CHAT_MODEL)
         from lmdemo.sentiment import classify
 
+        after_requests()
         classify(["warm up"])
+        after_requests()
         load(DEFAULT_COMPLETION_MODEL)
     except Exception:  # noqa: BLE001 - a failed warm-up is retried, with a visible error, by the first request
         log.exception("warm-up failed")
