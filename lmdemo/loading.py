@@ -106,6 +106,23 @@ def quantization_config(quantize: str, dtype: torch.dtype):
     raise ValueError(f"`quantize` must be none, 8bit or 4bit; got {quantize!r}")
 
 
+def preload_libraries() -> None:
+    """Import transformers' auto classes (and the GGUF reader) now, on the calling thread.
+
+    transformers resolves these lazily; two threads resolving them at once (the app's warm-up converting a
+    model while a first request loads another) can see a half-imported module and fail with ImportError.
+    """
+    import transformers
+
+    for name in ("AutoConfig", "AutoTokenizer", "AutoModel", "AutoModelForCausalLM",
+                 "AutoModelForSequenceClassification", "BitsAndBytesConfig"):
+        getattr(transformers, name)
+    try:
+        import transformers.modeling_gguf_pytorch_utils  # noqa: F401 - the conversion's reader
+    except ImportError:  # no gguf package: conversion reports it when it runs
+        pass
+
+
 # ---------------------------------------------------------------- resolution
 
 def _load_tokenizer(name: str, source: str, extra: dict[str, Any]):

@@ -465,6 +465,9 @@ def launch(port: int | None = None, host: str | None = None, block: bool = True,
     """Start the app (prevent_thread_lock when block is False, for tests)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if warm:
+        from lmdemo.loading import preload_libraries
+
+        preload_libraries()  # before a second thread can import the same lazy modules
         threading.Thread(target=warm_up, daemon=True, name="lmdemo-warm-up").start()
     demo = build()
     demo.launch(server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
