@@ -102,8 +102,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--models", nargs="*", default=["smollm2-135m-instruct", "gemma-3-270m"])
+    parser.add_argument("--prompts", nargs="*", default=["short", "long"], choices=["short", "long"])
+    parser.add_argument("--fastgen-weights", default="exact", choices=["exact", "int8", "int4"],
+                        help="lmdemo side: exact (default, same tokens) or the int8/int4 opt-in (output changes)")
     parser.add_argument("--quick", action="store_true", help="2 runs, 16 new tokens, short prompts only")
     args = parser.parse_args()
+    if args.fastgen_weights != "exact":
+        from dataclasses import replace
+
+        from lmdemo.config import get_settings, set_settings
+
+        set_settings(replace(get_settings(), fastgen_weights=args.fastgen_weights))
     if args.quick:
         args.runs, args.new_tokens = 2, 16
     store.prepare(args.models)
@@ -113,8 +122,8 @@ def main() -> None:
         lm = load(name)
         mode = "chat" if getattr(lm.tokenizer, "chat_template", None) else "completion"
         pipe = pipeline("text-generation", model=lm.model, tokenizer=lm.tokenizer)
-        cases = {"short": SHORT[mode]}
-        if not args.quick:
+        cases = {"short": SHORT[mode]} if "short" in args.prompts else {}
+        if not args.quick and "long" in args.prompts:
             cases["~1k tokens"] = ("Summarise this text in two sentences.\n\n" if mode == "chat" else "") + \
                 long_prompt(lm.tokenizer)
         for label, text in cases.items():
@@ -123,11 +132,13 @@ def main() -> None:
             rows.append([name, f"{label} ({r['prompt_tokens']})", fmt(r["lmdemo"]["tps"]), fmt(r["pipeline"]["tps"]),
                          f"{r['decode_ratio']:.2f}x", fmt(r["lmdemo"]["ttft"], 1000, 0),
                          fmt(r["pipeline"]["ttft"], 1000, 0), "yes" if r["same_text"] else "NO"])
-    print_table(f"Greedy generation, {args.new_tokens} new tokens, batch 1, {torch.get_num_threads()} threads; "
+    print_table(f"Greedy generation, {args.new_tokens} new tokens, batch 1, {torch.get_num_threads()} threads, "
+                f"fastgen weights {args.fastgen_weights}; "
                 f"median (min-max) of {args.runs} interleaved runs",
                 ["model", "prompt (tokens)", "lmdemo tok/s", "pipeline tok/s", "decode ratio", "lmdemo TTFT ms",
                  "pipeline TTFT ms", "same text"], rows)
-    print_json("generation", {"runs": args.runs, "new_tokens": args.new_tokens, "results": results})
+    print_json("generation", {"runs": args.runs, "new_tokens": args.new_tokens, "fastgen_weights": args.fastgen_weights,
+                              "results": results})
 
 
 if __name__ == "__main__":

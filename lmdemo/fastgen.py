@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from functools import partial
+from typing import Callable, Iterable, Literal
 
 import torch
 import torch.nn.functional as F
 
 SUPPORTED_TYPES = ("llama", "gemma3_text")
-_DECODERS: "weakref.WeakKeyDictionary[object, Decoder]" = weakref.WeakKeyDictionary()
+_DECODERS: "weakref.WeakKeyDictionary[object, dict[str, Decoder]]" = weakref.WeakKeyDictionary()
 _DECODERS_LOCK = threading.Lock()
 
 
@@ -48,13 +49,13 @@ def unsupported_reason(model, device: torch.device) -> str | None:
     return None
 
 
-def decoder_for(model) -> "Decoder":
-    """The (cached) decoder that shares ``model``'s weights."""
+def decoder_for(model, weights: "Weights" = "exact") -> "Decoder":
+    """The (cached) decoder that shares ``model``'s weights; int8/int4 decode from quantised copies instead."""
     with _DECODERS_LOCK:
-        dec = _DECODERS.get(model)
-        if dec is None:
-            dec = _DECODERS[model] = Decoder(model)
-        return dec
+        decoders = _DECODERS.setdefault(model, {})
+        if weights not in decoders:
+            decoders[weights] = Decoder(model, weights=weights)
+        return decoders[weights]
 
 
 @dataclass
@@ -71,28 +72,39 @@ class _Layer:
     act: Callable
     rope: str  # key into Decoder.rope tables
     window: int | None  # sliding-window length, None for full attention
-    # oneDNN-prepacked weights for one-token steps: q|k|v and gate|up fused into one matmul each
-    qkv_packed: torch.Tensor | None = None
-    o_packed: torch.Tensor | None = None
-    gate_up_packed: torch.Tensor | None = None
-    down_packed: torch.Tensor | None = None
+    # one-token matmuls (prepacked or quantised weights), q|k|v and gate|up fused into one matmul each
+    qkv_mm: Callable | None = None
+    o_mm: Callable | None = None
+    gate_up_mm: Callable | None = None
+    down_mm: Callable | None = None
 
 
 def _packed_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
 
+def _int8_linear(x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten._weight_int8pack_mm(x, q, scales)
+
+
+def _int4_linear(x: torch.Tensor, packed: torch.Tensor, scales_zeros: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, INT4_GROUP, scales_zeros)
+
+
+INT4_GROUP = 32  # weights per scale/zero pair; smaller groups track outliers better, larger ones read less
+Weights = Literal["exact", "int8", "int4"]
+
 class Decoder:
     """Model weights in plain tensors plus a forward over one sequence with a caller-owned cache."""
 
-    def __init__(self, model, pack: bool = True):
+    def __init__(self, model, pack: bool = True, weights: "Weights" = "exact"):
         config = model.config
         self.gemma = config.model_type == "gemma3_text"
         base = model.model
         self.dtype = base.embed_tokens.weight.dtype
         self.embed = base.embed_tokens.weight
         self.head = model.lm_head.weight
-        self.head_packed: torch.Tensor | None = None
+        self.head_mm: Callable | None = None
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -121,7 +133,10 @@ class Decoder:
                 window=config.sliding_window if self.gemma and kind == "sliding_attention" else None))
         self._rope_lock = threading.Lock()
         self.extra_bytes = 0  # memory held beyond the model's own weights
-        self.packed = bool(pack) and _pack(self)
+        self.weights = weights
+        if weights != "exact" and self.dtype != torch.bfloat16:
+            raise ValueError(f"{weights} decoding needs a bf16 model; this one is {self.dtype}")
+        self.packed = (bool(pack) and _pack(self)) if weights == "exact" else _quantize(self, weights)
 
     # ------------------------------------------------------------ pieces, op for op as in transformers
 
@@ -237,7 +252,7 @@ class Decoder:
         for layer, (keys, values) in zip(self.layers, cache):
             cos, sin = ropes[layer.rope]
             n = layer.norms
-            qkv = _packed_linear(self._norm(x, n[0]), layer.qkv_packed)
+            qkv = layer.qkv_mm(self._norm(x, n[0]))
             if layer.qk_norms is not None:
                 q = self._rotate(self._norm(qkv[:, :nq].view(1, -1, 1, d), layer.qk_norms[0]), cos, sin)
                 k = self._rotate(self._norm(qkv[:, nq:nq + nk].view(1, -1, 1, d), layer.qk_norms[1]), cos, sin)
@@ -248,18 +263,18 @@ class Decoder:
             keys[:, :, pos:pos + 1] = k
             values[:, :, pos:pos + 1] = qkv[:, nq + nk:].view(1, -1, 1, d)
             a = self._attend(layer, q, (keys, values), pos, 1).reshape(1, -1)
-            a = _packed_linear(a, layer.o_packed)
+            a = layer.o_mm(a)
             if self.gemma:
                 x = x + self._norm(a, n[1])
                 h = self._norm(x, n[2])
             else:
                 x = x + a
                 h = self._norm(x, n[1])
-            gu = _packed_linear(h, layer.gate_up_packed)
+            gu = layer.gate_up_mm(h)
             half = gu.shape[-1] // 2
-            m = _packed_linear(layer.act(gu[:, :half]) * gu[:, half:], layer.down_packed)
+            m = layer.down_mm(layer.act(gu[:, :half]) * gu[:, half:])
             x = x + (self._norm(m, n[3]) if self.gemma else m)
-        return _packed_linear(self._norm(x, self.final_norm), self.head_packed)
+        return self.head_mm(self._norm(x, self.final_norm))
 
 
 def _pack(dec: Decoder) -> bool:
@@ -294,12 +309,45 @@ def _pack(dec: Decoder) -> bool:
     if head is None:
         return False
     for layer, parts in zip(dec.layers, packed):
-        layer.qkv_packed, layer.o_packed, layer.gate_up_packed, layer.down_packed = parts
-    dec.head_packed = head
+        layer.qkv_mm, layer.o_mm, layer.gate_up_mm, layer.down_mm = (partial(_packed_linear, packed=p) for p in parts)
+    dec.head_mm = partial(_packed_linear, packed=head)
     # The packed copies sit beside the model's own weights (prefill and other jobs still use those).
     dec.extra_bytes = sum(w.numel() * w.element_size() for layer in dec.layers
                           for w in (layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down))
     dec.extra_bytes += dec.head.numel() * dec.head.element_size()
+    return True
+
+
+def _quantize(dec: Decoder, kind: str) -> bool:
+    """Weight-only int8 (per output channel) or int4 (groups of INT4_GROUP, asymmetric) copies for decoding.
+
+    Not bit-equal to transformers: an opt-in (LMDEMO_FASTGEN_WEIGHTS) that reads 2x / 4x fewer bytes per step.
+    """
+    def int8(parts: list[torch.Tensor]):
+        w = torch.cat([p.detach() for p in parts]).float()
+        scale = w.abs().amax(1).clamp(min=1e-8) / 127
+        q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+        dec.extra_bytes += q.numel() + scale.numel() * 2
+        return partial(_int8_linear, q=q, scales=scale.to(torch.bfloat16))
+
+    def int4(parts: list[torch.Tensor]):
+        w = torch.cat([p.detach() for p in parts]).float()
+        groups = w.reshape(w.shape[0], -1, INT4_GROUP)
+        lo, hi = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+        scale = ((hi - lo) / 15).clamp(min=1e-8)
+        q = ((groups - lo) / scale).round().clamp(0, 15).to(torch.int32).reshape(w.shape)
+        zero = lo + 8 * scale  # the kernel computes (q - 8) * scale + zero
+        sz = torch.stack([scale.squeeze(-1).t(), zero.squeeze(-1).t()], -1).to(torch.bfloat16).contiguous()
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+        dec.extra_bytes += packed.numel() * packed.element_size() + sz.numel() * 2
+        return partial(_int4_linear, packed=packed, scales_zeros=sz)
+
+    make = int8 if kind == "int8" else int4
+    with torch.inference_mode():
+        for layer in dec.layers:
+            layer.qkv_mm, layer.o_mm = make([layer.q, layer.k, layer.v]), make([layer.o])
+            layer.gate_up_mm, layer.down_mm = make([layer.gate, layer.up]), make([layer.down])
+        dec.head_mm = make([dec.head])
     return True
 
 
@@ -334,7 +382,8 @@ def _processors(s: Sampling):
 
 
 def generate_tokens(model, input_ids: torch.Tensor, sampling: Sampling, eos_token_ids: Iterable[int] = (),
-                    should_stop: Callable[[list[int]], bool] | None = None) -> Iterable[int]:
+                    should_stop: Callable[[list[int]], bool] | None = None,
+                    weights: Weights = "exact") -> Iterable[int]:
     """Yield new token ids one by one, as `model.generate` would pick them (batch of one, no padding).
 
     ``should_stop(new_ids)`` is asked after each token; True ends generation (stop button, stop strings).
@@ -342,7 +391,7 @@ def generate_tokens(model, input_ids: torch.Tensor, sampling: Sampling, eos_toke
     """
     if input_ids.shape[0] != 1:
         raise ValueError("the fast path decodes one sequence at a time")
-    dec = decoder_for(model)
+    dec = decoder_for(model, weights)
     prompt_len = input_ids.shape[1]
     total = prompt_len + sampling.max_new_tokens
     cache = dec.new_cache(total)

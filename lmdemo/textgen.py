@@ -17,7 +17,8 @@ from .loading import LoadedModel
 # transformers' sampling draws from torch's process-wide RNG; seeded runs hold this lock so that
 # two sampled generations never interleave their draws (greedy runs need no lock).
 _RNG_LOCK = threading.Lock()
-_COUNTED: "weakref.WeakSet[Any]" = weakref.WeakSet()  # models whose fastgen copies are in their size_bytes
+# per model, the fastgen weight kinds whose copies are already in the model's size_bytes
+_COUNTED: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
 _COUNTED_LOCK = threading.Lock()
 _ACTIVE = [0]  # generations running now, for background work that should wait (see busy())
 _ACTIVE_LOCK = threading.Lock()
@@ -127,7 +128,8 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
         kwargs.update(stop_strings=stop_strings, tokenizer=lm.tokenizer)
     failure: list[BaseException] = []
     fast = _use_fastgen(lm, inputs)
-    generate = (lambda: _fast_generate(lm, inputs, params, streamer, watch, stop_strings)) if fast \
+    weights = _fastgen_weights(lm) if fast else "exact"
+    generate = (lambda: _fast_generate(lm, inputs, params, streamer, watch, stop_strings, weights)) if fast \
         else (lambda: lm.model.generate(**kwargs))
 
     def run() -> None:
@@ -143,7 +145,8 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
             failure.append(exc)
             streamer.end()
 
-    stats = GenerationStats(backend="fastgen" if fast else "transformers")
+    stats = GenerationStats(backend=("fastgen" if weights == "exact" else f"fastgen-{weights}") if fast
+                            else "transformers")
     start = time.perf_counter()
     thread = threading.Thread(target=run, daemon=True, name="lmdemo-generate")
     with _ACTIVE_LOCK:
@@ -194,15 +197,24 @@ def _use_fastgen(lm: LoadedModel, inputs: dict[str, torch.Tensor]) -> bool:
             and (mask is None or bool(mask.all())) and unsupported_reason(lm.model, lm.device) is None)
 
 
+def _fastgen_weights(lm: LoadedModel) -> str:
+    """exact, or the int8/int4 opt-in where the model is bf16 (the quantised kernels take bf16 activations)."""
+    from .config import get_settings
+
+    weights = get_settings().fastgen_weights
+    return weights if weights == "exact" or lm.model.dtype == torch.bfloat16 else "exact"
+
+
 def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams, streamer,
-                   watch: _Watch, stop_strings: list[str] | None) -> None:
+                   watch: _Watch, stop_strings: list[str] | None, weights: str = "exact") -> None:
     """`generate`'s job through lmdemo.fastgen: tokens to the streamer, the stop event and stop strings honoured."""
     from .fastgen import Sampling, decoder_for, generate_tokens
 
     with _COUNTED_LOCK:
-        if lm.model not in _COUNTED:  # the model cache's memory budget should see the packed weights too
-            lm.size_bytes += decoder_for(lm.model).extra_bytes
-            _COUNTED.add(lm.model)
+        counted = _COUNTED.setdefault(lm.model, set())
+        if weights not in counted:  # the model cache's memory budget should see the copies too
+            lm.size_bytes += decoder_for(lm.model, weights).extra_bytes
+            counted.add(weights)
     kw = params.generate_kwargs()
     sampling = Sampling(max_new_tokens=params.max_new_tokens, do_sample=kw["do_sample"], temperature=kw["temperature"],
                         top_p=kw["top_p"], top_k=kw["top_k"], repetition_penalty=params.repetition_penalty)
@@ -221,7 +233,7 @@ def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: Gen
 
     streamer.put(inputs["input_ids"].cpu())  # the streamer skips the prompt, as with generate
     try:
-        for token in generate_tokens(lm.model, inputs["input_ids"], sampling, eos, should_stop):
+        for token in generate_tokens(lm.model, inputs["input_ids"], sampling, eos, should_stop, weights):
             watch.new_tokens += 1
             streamer.put(torch.tensor([token]))
     finally:

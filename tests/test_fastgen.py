@@ -177,3 +177,29 @@ def test_adapter_and_quantised_models_fall_back():
     from lmdemo.textgen import _use_fastgen
 
     assert not _use_fastgen(lm, {"input_ids": torch.tensor([[1, 2]])})
+
+
+@pytest.mark.parametrize("weights, floor", [("int8", 0.9), ("int4", 0.75)])
+def test_quantised_decode_mostly_agrees_with_exact(smollm, weights, floor):
+    # Opt-in, not bit-equal: teacher-forced over 120 README tokens, the next-token choice must mostly agree.
+    ids = completion_ids(smollm, README, 120)
+    exact, quant = fastgen.decoder_for(smollm.model), fastgen.decoder_for(smollm.model, weights)
+    agree = 0
+    with torch.inference_mode():
+        caches = exact.new_cache(120), quant.new_cache(120)
+        for pos in range(120):
+            step = ids[:, pos:pos + 1]
+            a = exact.forward(step, pos, caches[0]).argmax()
+            b = quant.forward(step, pos, caches[1]).argmax()
+            agree += int(a == b)
+    assert agree / 120 >= floor
+
+
+def test_quantised_weights_setting_reaches_stream(smollm, settings):
+    ids = build_inputs(smollm, GenerationRequest("Name three colours."))
+    try:
+        set_settings(Settings(home=settings.home, fastgen_weights="int4"))
+        text, stats = run_to_end(stream(smollm, ids, GenerationParams(max_new_tokens=12, temperature=0)))
+    finally:
+        set_settings(settings)
+    assert stats.backend == "fastgen-int4" and text.strip()
