@@ -1,10 +1,12 @@
 """Lean CPU decode loop for Llama and Gemma 3 text models, token-for-token equal to transformers' `generate`.
 
-transformers spends most of a batch-1 CPU decode step outside the maths: module calls, cache
-objects, mask building, logits processors set up per call. This module runs the same torch ops
-on the loaded model's own weights (no copy) with a preallocated KV cache, so greedy output stays
-identical to `model.generate` while a step costs little more than its matmuls. Anything it does
-not cover (GPU, adapters, quantised weights, other architectures) stays on `generate`.
+transformers spends a good part of a batch-1 CPU decode step outside the maths: module calls, cache
+objects, mask building, logits processors set up per call. This module runs the same torch ops on the
+loaded model's weights with a preallocated KV cache, and one-token matmuls on oneDNN-prepacked copies
+that are checked to give the same bits, so greedy output stays identical to `model.generate`. Opt-in
+int8/int4 copies (`weights=`) read fewer bytes per step and change the output. Anything not covered
+(GPU, adapters, bitsandbytes weights, other architectures, extra logits processors in the model's
+generation config) stays on `generate`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,28 @@ def unsupported_reason(model, device: torch.device) -> str | None:
     if model_type == "gemma3_text" and (config.attn_logit_softcapping or config.final_logit_softcapping
                                         or getattr(config, "use_bidirectional_attention", False)):
         return "logit soft-capping or bidirectional attention"
+    extra = _extra_processors(getattr(model, "generation_config", None))
+    if extra:
+        return f"generation config sets {', '.join(extra)}"
     return None
+
+
+# generation-config fields that make `generate` add logits processors this module does not apply
+_PROCESSOR_FIELDS = ("no_repeat_ngram_size", "bad_words_ids", "suppress_tokens", "begin_suppress_tokens",
+                     "forced_bos_token_id", "forced_eos_token_id", "min_length", "min_new_tokens", "sequence_bias",
+                     "exponential_decay_length_penalty", "epsilon_cutoff", "eta_cutoff", "min_p", "typical_p",
+                     "top_h", "encoder_repetition_penalty", "guidance_scale", "renormalize_logits",
+                     "watermarking_config")
+
+
+def _extra_processors(generation_config) -> list[str]:
+    if generation_config is None:
+        return []
+    from transformers import GenerationConfig
+
+    default = GenerationConfig()
+    return [f for f in _PROCESSOR_FIELDS
+            if getattr(generation_config, f, None) not in (None, getattr(default, f, None))]
 
 
 def decoder_for(model, weights: "Weights" = "exact") -> "Decoder":

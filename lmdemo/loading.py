@@ -333,6 +333,12 @@ def _not_found(name: str, exc: Exception) -> ModelNotFoundError:
     return ModelNotFoundError(f"Model {name!r} could not be loaded: {str(exc).strip().splitlines()[0]}")
 
 
+# One load at a time in a process: from_pretrained sets torch's process-wide default dtype while it builds a
+# model, so a bf16 load beside another load could leave the other's fresh layers (a new classification head)
+# in the wrong dtype. Two cores gain nothing from parallel loads anyway.
+_LOAD_LOCK = threading.Lock()
+
+
 class ModelCache:
     """LRU cache of loaded models bounded by a memory budget; one load per key even under concurrency."""
 
@@ -354,7 +360,8 @@ class ModelCache:
             with self._lock:
                 if full in self._models:
                     return self._models[full]
-            loaded = _load_uncached(full, device, dtype, notes, settings)
+            with _LOAD_LOCK:
+                loaded = _load_uncached(full, device, dtype, notes, settings)
             with self._lock:
                 self._insert(full, loaded, settings.memory_budget_mb * 2**20)
                 self._key_locks.pop(full, None)
@@ -388,7 +395,8 @@ def load_for_training(model: str, *, head: Head, labels: list[str] | None = None
     notes: list[str] = []
     spec, device, torch_dtype = _resolve_spec(LoadSpec(model=model, head=head, quantize=quantize, dtype=dtype),
                                               settings, notes)
-    return _load_uncached(spec, device, torch_dtype, notes, settings, labels=labels, for_training=True)
+    with _LOAD_LOCK:
+        return _load_uncached(spec, device, torch_dtype, notes, settings, labels=labels, for_training=True)
 
 
 def load(model: str, *, head: Head = "causal-lm", quantize: str | None = None, adapter: str | None = None,

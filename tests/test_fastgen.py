@@ -168,6 +168,13 @@ def test_tiny_models_match_generate(kind, dtype):
         assert fast(model, ids, 20, 1.15) == reference(model, ids, 20, 1.15)
 
 
+def test_extra_logits_processors_in_the_generation_config_fall_back():
+    model = _tiny("llama", torch.float32)
+    assert fastgen.unsupported_reason(model, torch.device("cpu")) is None
+    model.generation_config.no_repeat_ngram_size = 3  # generate would apply it; the fast loop does not
+    assert "no_repeat_ngram_size" in fastgen.unsupported_reason(model, torch.device("cpu"))
+
+
 def test_adapter_and_quantised_models_fall_back():
     model = _tiny("llama", torch.float32)
     model.peft_config = {"default": object()}  # what a PeftModel carries
