@@ -254,7 +254,8 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     token = os.environ.get("HF_TOKEN") or None  # never a flag: it would land in shell history and `ps`
     result = push(args.adapter, args.repo_id, private=args.private, token=token, eval_paths=args.eval,
-                  dry_run=args.dry_run, datasets=args.dataset, license=args.license)
+                  dry_run=args.dry_run, datasets=args.dataset, license=args.license,
+                  base_model=args.base_model)
     if result.dry_run:
         print(f"dry run: wrote the upload for {result.repo_id} to {result.folder}: {', '.join(result.files)}")
     else:
@@ -379,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "default: the comparison saved beside the adapter by fine-tuning")
     pu.add_argument("--dataset", action="append", help="Hub id of a training dataset for the card")
     pu.add_argument("--license", help="licence id for the card (default: the base model's)")
+    pu.add_argument("--base-model", metavar="USER/NAME", help="the base's Hub id (default: from the adapter)")
     pu.add_argument("--dry-run", metavar="OUT_DIR", help="write the folder that would be uploaded, upload nothing")
     pu.set_defaults(func=cmd_push)
 

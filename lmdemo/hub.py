@@ -68,8 +68,9 @@ def base_hub_id(meta: dict, config: dict) -> str:
             continue
         if candidate in BUILTINS:
             return BUILTINS[candidate].hub_id
-        if resolve_builtin_by_path(candidate):
-            return BUILTINS[resolve_builtin_by_path(candidate)].hub_id
+        builtin = resolve_builtin_by_path(candidate)
+        if builtin:
+            return BUILTINS[builtin].hub_id
         if str(candidate).count("/") == 1 and not Path(candidate).exists():
             return str(candidate)
     raise AdapterError("The adapter does not name a base model with a Hub id; pass --base-model USER/NAME.")
@@ -118,11 +119,11 @@ def eval_results(evals: list[dict], adapter_label: str, base_label: str) -> list
 
 
 def model_card(repo_id: str, meta: dict, config: dict, evals: list[dict], datasets: list[str] | None = None,
-               license: str | None = None):
+               license: str | None = None, base: str | None = None):
     """A huggingface_hub ModelCard for the adapter: metadata, model-index and a short human-readable body."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    base = base_hub_id(meta, config)
+    base = base or base_hub_id(meta, config)
     builtin = next((b for b in BUILTINS.values() if b.hub_id == base), None)
     task = meta.get("task", "sft")
     name = repo_id.split("/")[1]
@@ -164,13 +165,13 @@ def model_card(repo_id: str, meta: dict, config: dict, evals: list[dict], datase
 
 
 def stage(adapter: str | Path, repo_id: str, out_dir: str | Path, eval_paths: list[str | Path] | None = None,
-          datasets: list[str] | None = None, license: str | None = None) -> list[str]:
+          datasets: list[str] | None = None, license: str | None = None, base_model: str | None = None) -> list[str]:
     """Write exactly what a push uploads into ``out_dir``: adapter files (config naming the base's Hub id) and card."""
     repo_id = check_repo_id(repo_id)
     folder = adapter_dir(str(adapter))
     meta = adapter_meta(folder)
     config = json.loads((folder / "adapter_config.json").read_text())
-    base = base_hub_id(meta, config)
+    base = check_repo_id(base_model) if base_model else base_hub_id(meta, config)
     paths = list(eval_paths or []) or [folder / f for f in EVAL_FILES if (folder / f).is_file()]
     evals = [read_eval(p) for p in paths]
     final = Path(out_dir)
@@ -190,7 +191,7 @@ def stage(adapter: str | Path, repo_id: str, out_dir: str | Path, eval_paths: li
         if resolve_builtin_by_path(str(shipped.get("base_model", ""))):
             shipped["base_model"] = resolve_builtin_by_path(shipped["base_model"])
         (out / ADAPTER_META).write_text(json.dumps(shipped, indent=2))
-    model_card(repo_id, meta, config, evals, datasets, license).save(out / "README.md")
+    model_card(repo_id, meta, config, evals, datasets, license, base).save(out / "README.md")
     if final.exists():
         final.rmdir()
     out.rename(final)
@@ -204,21 +205,23 @@ def scrub(text: str, token: str | None) -> str:
 
 def push(adapter: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
          eval_paths: list[str | Path] | None = None, dry_run: str | Path | None = None,
-         datasets: list[str] | None = None, license: str | None = None) -> PushResult:
+         datasets: list[str] | None = None, license: str | None = None,
+         base_model: str | None = None) -> PushResult:
     """Create the repo if needed and upload the staged adapter folder; ``dry_run`` only writes that folder.
 
     ``token``: a write token; None uses HF_TOKEN or the stored ``hf auth login`` token.
+    ``base_model``: the base's Hub id when the adapter records only a local folder.
     """
     repo_id = check_repo_id(repo_id)
     if dry_run is not None:
-        files = stage(adapter, repo_id, dry_run, eval_paths, datasets, license)
+        files = stage(adapter, repo_id, dry_run, eval_paths, datasets, license, base_model)
         return PushResult(repo_id, Path(dry_run), files, dry_run=True)
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     tmp = Path(tempfile.mkdtemp(prefix="lmdemo-push-"))
     try:
-        files = stage(adapter, repo_id, tmp / "upload", eval_paths, datasets, license)
+        files = stage(adapter, repo_id, tmp / "upload", eval_paths, datasets, license, base_model)
         if not hub_reachable():
             raise HubError("The Hub is unreachable (offline): nothing was uploaded. Use --dry-run OUT_DIR to see the folder.")
         api = HfApi(endpoint=endpoint(), token=token or None)

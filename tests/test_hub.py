@@ -272,3 +272,19 @@ def test_built_space_starts_offline_and_answers(prepared, settings, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_an_adapter_without_a_known_base_needs_base_model(tmp_path):
+    import shutil
+
+    folder = tmp_path / "foreign"
+    shutil.copytree(DEFAULT_ADAPTER, folder, ignore=shutil.ignore_patterns("lmdemo.json", "eval-*.json"))
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "some-local-model")
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(AdapterError, match="--base-model"):
+        hub.push(folder, "alice/foreign", dry_run=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    hub.push(folder, "alice/foreign", dry_run=tmp_path / "b", base_model="org/base-model")
+    assert json.loads((tmp_path / "b" / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/base-model"
+    assert "base_model: org/base-model" in (tmp_path / "b" / "README.md").read_text()
