@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -252,8 +251,8 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from .hub import push
 
-    token = os.environ.get("HF_TOKEN") or None  # never a flag: it would land in shell history and `ps`
-    result = push(args.adapter, args.repo_id, private=args.private, token=token, eval_paths=args.eval,
+    # The token is never a flag (it would land in shell history and `ps`): push reads HF_TOKEN or the login.
+    result = push(args.adapter, args.repo_id, private=args.private, eval_paths=args.eval,
                   dry_run=args.dry_run, datasets=args.dataset, license=args.license,
                   base_model=args.base_model)
     if result.dry_run:

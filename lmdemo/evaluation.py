@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .errors import InputError
 from .files import read_text
 from .metrics import load_metric
+from .registry import hub_shaped
 
 TASKS = ("sentiment", "classification", "translation", "summarisation", "generation")
 ALIASES = {"summarization": "summarisation"}
@@ -87,7 +88,7 @@ def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None
     """
     task = task_name(task)
     rename = column_map or {}
-    if not Path(path).exists() and str(path).split(":")[0].count("/") == 1 and not str(path).startswith((".", "/", "~")):
+    if not Path(path).exists() and hub_shaped(str(path).split(":")[0]):
         return _rows(_hub_records(str(path)), task, rename, str(path))
     path = Path(path)
     content = read_text(path, MAX_FILE_BYTES)

@@ -19,7 +19,7 @@ from typing import Any
 from .compare import EVAL_FILES as COMPARE_FILES
 from .errors import AdapterError, InputError, LmdemoError
 from .loading import ADAPTER_META, adapter_dir, adapter_meta, hub_reachable
-from .registry import BUILTINS, resolve
+from .registry import BUILTINS, hub_shaped, resolve
 
 # Files of an adapter folder that go to the Hub; the card is written fresh.
 UPLOAD_FILES = ("adapter_config.json", "adapter_model.safetensors", ADAPTER_META)
@@ -71,7 +71,7 @@ def base_hub_id(meta: dict, config: dict) -> str:
         builtin = resolve_builtin_by_path(candidate)
         if builtin:
             return BUILTINS[builtin].hub_id
-        if str(candidate).count("/") == 1 and not Path(candidate).exists():
+        if hub_shaped(candidate) and not Path(candidate).exists():
             return str(candidate)
     raise AdapterError("The adapter does not name a base model with a Hub id; pass --base-model USER/NAME.")
 
@@ -188,8 +188,9 @@ def stage(adapter: str | Path, repo_id: str, out_dir: str | Path, eval_paths: li
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     if (out / ADAPTER_META).is_file():
         shipped = dict(meta, base_model_hub_id=base)
-        if resolve_builtin_by_path(str(shipped.get("base_model", ""))):
-            shipped["base_model"] = resolve_builtin_by_path(shipped["base_model"])
+        builtin = resolve_builtin_by_path(str(shipped.get("base_model", "")))
+        if builtin:  # the folder it was trained from means nothing elsewhere; the built-in's name does
+            shipped["base_model"] = builtin
         (out / ADAPTER_META).write_text(json.dumps(shipped, indent=2))
     model_card(repo_id, meta, config, evals, datasets, license, base).save(out / "README.md")
     if final.exists():
@@ -216,9 +217,10 @@ def push(adapter: str | Path, repo_id: str, *, private: bool = False, token: str
     if dry_run is not None:
         files = stage(adapter, repo_id, dry_run, eval_paths, datasets, license, base_model)
         return PushResult(repo_id, Path(dry_run), files, dry_run=True)
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError
 
+    token = token or get_token()  # resolved here, so every message below can mask whichever token is used
     tmp = Path(tempfile.mkdtemp(prefix="lmdemo-push-"))
     try:
         files = stage(adapter, repo_id, tmp / "upload", eval_paths, datasets, license, base_model)

@@ -22,7 +22,7 @@ import torch
 
 from .config import Settings, get_settings
 from .errors import AdapterError, ModelNotFoundError
-from .registry import resolve
+from .registry import hub_shaped, resolve
 from . import store
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def adapter_dir(adapter: str, settings: Settings | None = None) -> Path:
             pulled = _pull(adapter)
             if pulled is None:
                 offline = " The Hub is unreachable (offline), so it could not be pulled either." \
-                    if _hub_shaped(adapter) and not hub_reachable() else ""
+                    if hub_shaped(adapter) and not hub_reachable() else ""
                 raise AdapterError(f"Adapter {adapter!r} not found (no such folder, and not in {root}).{offline}")
             folder = pulled
     if not (folder / "adapter_config.json").is_file():
@@ -193,13 +193,9 @@ def adapter_dir(adapter: str, settings: Settings | None = None) -> Path:
     return folder
 
 
-def _hub_shaped(name: str) -> bool:
-    return str(name).count("/") == 1 and not str(name).startswith((".", "/", "~"))
-
-
 def _pull(adapter: str) -> Path | None:
     """A Hub adapter repo's local copy (downloaded through huggingface_hub), or None."""
-    if not _hub_shaped(adapter):
+    if not hub_shaped(adapter):
         return None
     from .hub import pull_adapter
 

@@ -119,6 +119,11 @@ class ModelRef:
     path: Path | None = None
 
 
+def hub_shaped(name: str) -> bool:
+    """Whether a name has the USER/NAME shape of a Hub repo id (not a relative or absolute path)."""
+    return str(name).count("/") == 1 and not str(name).startswith((".", "/", "~"))
+
+
 def resolve(name: str) -> ModelRef:
     """Turn a built-in name, a local folder or a Hub id into a ModelRef (no loading, no network)."""
     from .errors import ModelNotFoundError

@@ -54,9 +54,10 @@ def build(out_dir: str | Path) -> list[str]:
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"Output folder {str(out)!r} is not empty; pick a new folder for the Space.")
-    problems = check_front_matter(front_matter(SPACE_SRC / "README.md"))
+    data = front_matter(SPACE_SRC / "README.md")
+    problems = check_front_matter(data)
     gradio_pin = pinned(ROOT / "requirements.txt").get("gradio")
-    if front_matter(SPACE_SRC / "README.md").get("sdk_version") != gradio_pin:
+    if data.get("sdk_version") != gradio_pin:
         problems.append(f"`sdk_version` differs from the pinned gradio {gradio_pin}")
     if problems:
         raise InputError("spaces/README.md: " + "; ".join(problems))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import tempfile
 import threading
 from pathlib import Path
@@ -490,16 +489,17 @@ def share_dry_run(adapter: str, repo_id: str, private: bool, token: str, request
 @friendly
 def share_push(adapter: str, repo_id: str, private: bool, token: str, oauth_token: gr.OAuthToken | None = None,
                request: gr.Request = None):
-    """Push with the typed token, else the login button's, else HF_TOKEN / the stored login."""
+    """Push with the typed token, else the login button's, else (inside push) HF_TOKEN / the stored login."""
     from lmdemo.hub import HubError, push, scrub
 
     adapter, repo_id = _need(adapter, request), _need(repo_id, request)
-    secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None) \
-        or os.environ.get("HF_TOKEN") or None
+    secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)
     try:
         result = push(adapter, repo_id, private=bool(private), token=secret)
     except LmdemoError:
         raise
     except Exception as exc:  # unexpected: report it without letting a token reach the log or the page
-        raise HubError(f"Push failed: {type(exc).__name__}: {scrub(str(exc), secret)}") from None
+        from huggingface_hub import get_token
+
+        raise HubError(f"Push failed: {type(exc).__name__}: {scrub(str(exc), secret or get_token())}") from None
     return f"Pushed {', '.join(f'`{f}`' for f in result.files)} to [{repo_id}]({result.url or repo_id}).", None
