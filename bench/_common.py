@@ -10,9 +10,28 @@ def summarise(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
 
 
+def machine() -> str:
+    """CPU model, core count and the vector extensions that decide which kernels are fast."""
+    import os
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name}, {os.cpu_count()} CPUs, {' '.join(isa) or 'no AVX2'}"
+
+
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    print(f"\n{title}")
+    print(f"\n{title}\nmachine: {machine()}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     print("  ".join("-" * w for w in widths))
     for row in rows:
@@ -20,4 +39,4 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 def print_json(name: str, payload: dict) -> None:
-    print(json.dumps({"bench": name, **payload}))
+    print(json.dumps({"bench": name, "machine": machine(), **payload}))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterable, Literal
@@ -72,12 +73,20 @@ def _extra_processors(generation_config) -> list[str]:
             if getattr(generation_config, f, None) not in (None, getattr(default, f, None))]
 
 
-def decoder_for(model, weights: "Weights" = "exact") -> "Decoder":
-    """The (cached) decoder that shares ``model``'s weights; int8/int4 decode from quantised copies instead."""
+def decoder_for(model, weights: "Weights" = "exact", gguf: str | None = None):
+    """The (cached) decoder that shares ``model``'s weights; int8/int4 decode from quantised copies instead,
+    gguf from llama.cpp on the model's original GGUF file ``gguf``."""
     with _DECODERS_LOCK:
         decoders = _DECODERS.setdefault(model, {})
         if weights not in decoders:
-            decoders[weights] = Decoder(model, weights=weights)
+            if weights == "gguf":
+                from .llamacpp import GGUFDecoder
+
+                if gguf is None:
+                    raise ValueError("gguf decoding needs the model's GGUF file")
+                decoders[weights] = GGUFDecoder(gguf, vocab_size=model.config.vocab_size)
+            else:
+                decoders[weights] = Decoder(model, weights=weights)
         return decoders[weights]
 
 
@@ -106,16 +115,19 @@ def _packed_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
 
+# The quantised kernels take bf16 activations; an fp32 model's rows are cast in and out (on a CPU without
+# AVX-512 they still beat an fp32 matmul, which is bound by reading 4 bytes per weight).
 def _int8_linear(x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten._weight_int8pack_mm(x, q, scales)
+    return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), q, scales).to(x.dtype)
 
 
 def _int4_linear(x: torch.Tensor, packed: torch.Tensor, scales_zeros: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, INT4_GROUP, scales_zeros)
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), packed, INT4_GROUP,
+                                                      scales_zeros).to(x.dtype)
 
 
 INT4_GROUP = 32  # weights per scale/zero pair; smaller groups track outliers better, larger ones read less
-Weights = Literal["exact", "int8", "int4"]
+Weights = Literal["exact", "int8", "int4", "gguf"]
 
 class Decoder:
     """Model weights in plain tensors plus a forward over one sequence with a caller-owned cache."""
@@ -157,8 +169,8 @@ class Decoder:
         self._rope_lock = threading.Lock()
         self.extra_bytes = 0  # memory held beyond the model's own weights
         self.weights = weights
-        if weights != "exact" and self.dtype != torch.bfloat16:
-            raise ValueError(f"{weights} decoding needs a bf16 model; this one is {self.dtype}")
+        if weights != "exact" and self.dtype not in (torch.bfloat16, torch.float32):
+            raise ValueError(f"{weights} decoding needs a bf16 or fp32 model; this one is {self.dtype}")
         self.packed = (bool(pack) and _pack(self)) if weights == "exact" else _quantize(self, weights)
 
     # ------------------------------------------------------------ pieces, op for op as in transformers
@@ -406,7 +418,7 @@ def _processors(s: Sampling):
 
 def generate_tokens(model, input_ids: torch.Tensor, sampling: Sampling, eos_token_ids: Iterable[int] = (),
                     should_stop: Callable[[list[int]], bool] | None = None,
-                    weights: Weights = "exact") -> Iterable[int]:
+                    weights: Weights = "exact", gguf: str | None = None) -> Iterable[int]:
     """Yield new token ids one by one, as `model.generate` would pick them (batch of one, no padding).
 
     ``should_stop(new_ids)`` is asked after each token; True ends generation (stop button, stop strings).
@@ -414,7 +426,13 @@ def generate_tokens(model, input_ids: torch.Tensor, sampling: Sampling, eos_toke
     """
     if input_ids.shape[0] != 1:
         raise ValueError("the fast path decodes one sequence at a time")
-    dec = decoder_for(model, weights)
+    dec = decoder_for(model, weights, gguf)
+    session = dec.session() if hasattr(dec, "session") else nullcontext()
+    with session:
+        yield from _decode(dec, input_ids, sampling, eos_token_ids, should_stop)
+
+
+def _decode(dec, input_ids, sampling: Sampling, eos_token_ids, should_stop) -> Iterable[int]:
     prompt_len = input_ids.shape[1]
     total = prompt_len + sampling.max_new_tokens
     cache = dec.new_cache(total)
