@@ -103,8 +103,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--models", nargs="*", default=["smollm2-135m-instruct", "gemma-3-270m"])
     parser.add_argument("--prompts", nargs="*", default=["short", "long"], choices=["short", "long"])
-    parser.add_argument("--fastgen-weights", default="exact", choices=["exact", "int8", "int4"],
-                        help="lmdemo side: exact (default, same tokens) or the int8/int4 opt-in (output changes)")
+    parser.add_argument("--fastgen-weights", default="exact", choices=["exact", "int8", "int4", "gguf"],
+                        help="lmdemo side: exact (default, same tokens), the int8/int4 opt-in or llama.cpp on the "
+                             "built-in's GGUF file (output changes)")
     parser.add_argument("--quick", action="store_true", help="2 runs, 16 new tokens, short prompts only")
     args = parser.parse_args()
     if args.fastgen_weights != "exact":

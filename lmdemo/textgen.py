@@ -128,7 +128,7 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
         kwargs.update(stop_strings=stop_strings, tokenizer=lm.tokenizer)
     failure: list[BaseException] = []
     fast = _use_fastgen(lm, inputs)
-    weights = _fastgen_weights(lm) if fast else "exact"
+    weights = _fastgen_weights(lm, inputs, params) if fast else "exact"
     generate = (lambda: _fast_generate(lm, inputs, params, streamer, watch, stop_strings, weights)) if fast \
         else (lambda: lm.model.generate(**kwargs))
 
@@ -197,12 +197,20 @@ def _use_fastgen(lm: LoadedModel, inputs: dict[str, torch.Tensor]) -> bool:
             and (mask is None or bool(mask.all())) and unsupported_reason(lm.model, lm.device) is None)
 
 
-def _fastgen_weights(lm: LoadedModel) -> str:
-    """exact, or the int8/int4 opt-in where the model is bf16 (the quantised kernels take bf16 activations)."""
+def _fastgen_weights(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams) -> str:
+    """exact, or the opt-in that applies: int8/int4 on a bf16 or fp32 model, gguf on a built-in that ships as
+    a GGUF file, within llama.cpp's context."""
     from .config import get_settings
 
     weights = get_settings().fastgen_weights
-    return weights if weights == "exact" or lm.model.dtype == torch.bfloat16 else "exact"
+    if weights == "gguf":
+        from .llamacpp import CONTEXT
+        from .registry import BUILTINS, GGUFSource
+
+        builtin = BUILTINS.get(lm.spec.model)
+        fits = inputs["input_ids"].shape[1] + params.max_new_tokens <= CONTEXT
+        return "gguf" if builtin is not None and isinstance(builtin.source, GGUFSource) and fits else "exact"
+    return weights if lm.model.dtype in (torch.bfloat16, torch.float32) else "exact"
 
 
 def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams, streamer,
@@ -210,10 +218,15 @@ def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: Gen
     """`generate`'s job through lmdemo.fastgen: tokens to the streamer, the stop event and stop strings honoured."""
     from .fastgen import Sampling, decoder_for, generate_tokens
 
+    gguf = None
+    if weights == "gguf":
+        from .store import gguf_file
+
+        gguf = str(gguf_file(lm.spec.model))
     with _COUNTED_LOCK:
         counted = _COUNTED.setdefault(lm.model, set())
         if weights not in counted:  # the model cache's memory budget should see the copies too
-            lm.size_bytes += decoder_for(lm.model, weights).extra_bytes
+            lm.size_bytes += decoder_for(lm.model, weights, gguf).extra_bytes
             counted.add(weights)
     kw = params.generate_kwargs()
     sampling = Sampling(max_new_tokens=params.max_new_tokens, do_sample=kw["do_sample"], temperature=kw["temperature"],
@@ -233,7 +246,7 @@ def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: Gen
 
     streamer.put(inputs["input_ids"].cpu())  # the streamer skips the prompt, as with generate
     try:
-        for token in generate_tokens(lm.model, inputs["input_ids"], sampling, eos, should_stop, weights):
+        for token in generate_tokens(lm.model, inputs["input_ids"], sampling, eos, should_stop, weights, gguf):
             watch.new_tokens += 1
             streamer.put(torch.tensor([token]))
     finally:
