@@ -103,11 +103,13 @@ def test_cache_reuses_loads_once_under_concurrency_and_respects_budget(prepared,
         t.join()
     assert len({id(r) for r in results}) == 1, "concurrent requests must share one load"
 
-    fp32 = cache.get(LoadSpec("all-minilm-l6-v2", head="encoder", dtype="float32"), settings)
-    assert fp32 is not results[0] and len(cache.loaded()) == 2
+    # "auto" is bf16 or fp32 depending on the CPU; ask for the other one explicitly.
+    other = "float32" if results[0].dtype == torch.bfloat16 else "bfloat16"
+    second = cache.get(LoadSpec("all-minilm-l6-v2", head="encoder", dtype=other), settings)
+    assert second is not results[0] and len(cache.loaded()) == 2
 
     tight = Settings(home=settings.home, memory_budget_mb=100)  # room for one MiniLM (~45-90 MB), not two
     cache2 = ModelCache()
     first = cache2.get(spec, tight)
-    cache2.get(LoadSpec("all-minilm-l6-v2", head="encoder", dtype="float32"), tight)
+    cache2.get(LoadSpec("all-minilm-l6-v2", head="encoder", dtype=other), tight)
     assert first not in cache2.loaded() and len(cache2.loaded()) == 1
