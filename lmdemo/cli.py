@@ -81,7 +81,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.json:
         _emit(args, {"text": text, "tokens": stats.tokens, "tokens_per_second": round(stats.tokens_per_second, 2)}, "")
     else:
-        print(f"\n[{stats.tokens} tokens, {stats.tokens_per_second:.1f} tok/s, {stats.finish_reason}]", file=sys.stderr)
+        print(f"\n[{stats.tokens} tokens, {stats.tokens_per_second:.1f} tok/s, {stats.finish_reason}, {stats.backend}]",
+              file=sys.stderr)
     return 0
 
 

@@ -88,7 +88,8 @@ class GenerationStats:
     seconds: float = 0.0
     first_token_seconds: float | None = None
     finish_reason: str = "running"  # running | length | eos | stopped | stop_string
-    backend: str = "transformers"  # transformers | fastgen (lmdemo's CPU decode loop, same tokens)
+    # transformers | fastgen (lmdemo's CPU decode loop, same tokens) | fastgen-int8/-int4/-gguf (opt-ins)
+    backend: str = "transformers"
 
     @property
     def tokens_per_second(self) -> float:

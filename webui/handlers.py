@@ -152,7 +152,7 @@ def chat_reply(history: list[dict], mode: str, model: str, quantize: str, max_ne
     for reply, stats in generate_stream(req, stop=stop):
         history[-1]["content"] = reply
         stats_line = (f"**{stats.tokens}** tokens · **{stats.tokens_per_second:.1f}** tok/s"
-                      f" · first token after {stats.first_token_seconds or 0:.2f} s")
+                      f" · first token after {stats.first_token_seconds or 0:.2f} s · {stats.backend}")
         yield history, stats_line
     yield history, f"{stats_line} · {stats.finish_reason}"
 
