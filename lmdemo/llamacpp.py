@@ -85,5 +85,7 @@ class GGUFDecoder:
         if pos != self.llm.n_tokens:
             raise RuntimeError(f"llama.cpp context is at {self.llm.n_tokens} tokens, asked for position {pos}")
         self.llm.eval(ids[0].tolist())
-        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.vocab,))
+        from llama_cpp import llama_get_logits_ith
+
+        logits = np.ctypeslib.as_array(llama_get_logits_ith(self.llm.ctx, -1), shape=(self.vocab,))
         return torch.from_numpy(logits.copy())[None]
