@@ -75,6 +75,7 @@ def test_generate_tab(browser, base_url):
     _body_contains(page, "tok/s")
     _body_contains(page, "· eos")
     assert "Paris" in page.locator(".message-wrap").inner_text()
+    assert "· fastgen" in page.inner_text("body")  # the backend that decoded, beside tok/s (CPU: fastgen)
     _shot(page, "generate")
 
 
