@@ -1,7 +1,8 @@
 """Concurrency and soak: N gradio_client users against the app on loopback for a bounded time.
 
 The app runs in its own process (so its RSS is its own). After a warm-up call per endpoint, each user loops
-over short /generate, /sentiment and /translate calls until the time is up. Printed: failed requests,
+over short /generate, /sentiment and /translate calls until the time is up (on a slow machine, longer, until
+--min-requests are done, at most --max-seconds). Printed: failed requests,
 p50/p95 latency per endpoint, throughput, the server's RSS after 50 and after 300 requests, and a session
 isolation check: two clients chatting through the Generate tab's own events (each its own session) never see
 each other's history, and one session's Stop does not stop the other's reply.
@@ -108,8 +109,11 @@ def check_result(kind: str, out) -> None:
 
 
 class Soak:
-    def __init__(self, url: str, pid: int, users: int, seconds: float, timeout: float):
+    def __init__(self, url: str, pid: int, users: int, seconds: float, timeout: float, min_requests: int = 0,
+                 max_seconds: float | None = None):
         self.url, self.pid, self.users, self.seconds, self.timeout = url, pid, users, seconds, timeout
+        self.min_requests = min_requests
+        self.max_seconds = max(seconds, max_seconds or seconds)
         self.lock = threading.Lock()
         self.samples: list[tuple[str, float, bool, str]] = []  # kind, seconds, ok, error
         self.rss: dict[int, float] = {}
@@ -121,12 +125,19 @@ class Soak:
         if n in RSS_AT:  # sampled outside the lock; the count is exact because each n is reached once
             self.rss[n] = rss_mb(self.pid)
 
-    def user(self, index: int, deadline: float) -> None:
+    def going(self, deadline: float, hard_deadline: float) -> bool:
+        """Until the planned time is up and, on a slower machine, until min_requests are done (within the cap)."""
+        now = time.monotonic()
+        with self.lock:
+            short = len(self.samples) < self.min_requests
+        return now < deadline or (short and now < hard_deadline)
+
+    def user(self, index: int, deadline: float, hard_deadline: float) -> None:
         from gradio_client import Client
 
         client = Client(self.url, verbose=False)  # one session per user
         i = index
-        while time.monotonic() < deadline:
+        while self.going(deadline, hard_deadline):
             kind = MIX[i % len(MIX)]
             start = time.perf_counter()
             try:
@@ -138,13 +149,14 @@ class Soak:
             i += 1
 
     def run(self) -> float:
-        deadline = time.monotonic() + self.seconds
         start = time.monotonic()
-        threads = [threading.Thread(target=self.user, args=(u, deadline), daemon=True) for u in range(self.users)]
+        deadline, hard_deadline = start + self.seconds, start + self.max_seconds
+        threads = [threading.Thread(target=self.user, args=(u, deadline, hard_deadline), daemon=True)
+                   for u in range(self.users)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(self.seconds + self.timeout + 30)
+            t.join(self.max_seconds + self.timeout + 30)
         return time.monotonic() - start
 
 
@@ -223,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120, help="per request, seconds")
     parser.add_argument("--json-out", help="also write the result JSON here")
     parser.add_argument("--log", default=None, help="server log file (default: a temporary file)")
+    parser.add_argument("--min-requests", type=int, default=RSS_AT[1],
+                        help="keep going past --seconds until this many requests are done (the RSS check needs "
+                             f"{RSS_AT[1]}), at most --max-seconds")
+    parser.add_argument("--max-seconds", type=float, default=420)
     args = parser.parse_args(argv)
     import tempfile
 
@@ -236,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             check_result(kind, warm.predict(**job(kind, 0)))
         warm_up = time.perf_counter() - t0
         isolation = isolation_check(url, args.timeout)
-        soak = Soak(url, proc.pid, args.users, args.seconds, args.timeout)
+        soak = Soak(url, proc.pid, args.users, args.seconds, args.timeout, args.min_requests, args.max_seconds)
         elapsed = soak.run()
         rss_end = rss_mb(proc.pid)
         alive = proc.poll() is None
