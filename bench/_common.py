@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 
@@ -10,6 +11,7 @@ def summarise(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
 
 
+@functools.cache
 def machine() -> str:
     """CPU model, core count and the vector extensions that decide which kernels are fast."""
     import os

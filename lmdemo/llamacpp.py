@@ -25,7 +25,7 @@ import torch
 
 from .config import ConfigError
 
-INSTALL_HINT = "pip install -r requirements-llama.txt (compiles llama.cpp, a few minutes)"
+INSTALL_HINT = "pip install -r requirements-llama.txt (compiles llama.cpp: about 14 minutes on 2 cores, once)"
 CONTEXT = 4096  # tokens per generation (prompt + new); longer requests stay on transformers
 _OPEN: "weakref.WeakSet[GGUFDecoder]" = weakref.WeakSet()
 
