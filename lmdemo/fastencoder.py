@@ -3,7 +3,10 @@
 A classifier reads only the first ([CLS]) position, so the last layer computes queries, attention output
 and feed-forward for that position alone (keys and values still cover every token), and q/k/v run as one
 matmul. The maths is transformers' BERT; bf16 rounding differs in the last bits, which
-`tests/test_sentiment.py` bounds (same labels, probabilities within 1e-2).
+`tests/test_fastencoder.py` bounds (same labels, probabilities within 1e-2).
+
+fp32 weights (CPUs without fast bf16) are prepacked for oneDNN's matmul: still fp32 arithmetic, only the
+summation order differs, and 1.2-1.5x faster than `F.linear` on MiniLM's shapes on an AVX2 CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +26,24 @@ def supported(model) -> bool:
                     if len(list(m.children())) == 0 and list(m.parameters(recurse=False))))
 
 
+class _Linear:
+    """y = x W^T + b, on a oneDNN-prepacked copy of W when the weights are fp32."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, pack: bool):
+        self.weight, self.bias = weight.detach(), None if bias is None else bias.detach()
+        self.packed = None
+        if pack:
+            try:
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
+            except (RuntimeError, AttributeError):  # a torch without oneDNN's linear
+                self.packed = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is None:
+            return F.linear(x, self.weight, self.bias)
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
 class Encoder:
     """Weights of a BertForSequenceClassification, fused where it pays off."""
 
@@ -33,15 +54,23 @@ class Encoder:
             emb.token_type_embeddings.weight
         self.emb_norm = emb.LayerNorm
         self.heads = model.config.num_attention_heads
+        pack = self.word.dtype == torch.float32 and torch.backends.mkldnn.is_available()
         self.layers = []
-        for layer in bert.encoder.layer:
+        last = len(bert.encoder.layer) - 1
+        for i, layer in enumerate(bert.encoder.layer):
             att = layer.attention
             s = att.self
+            qkv_w = torch.cat([s.query.weight, s.key.weight, s.value.weight]).detach()
+            qkv_b = torch.cat([s.query.bias, s.key.bias, s.value.bias]).detach()
+            d = s.query.weight.shape[0]
+            lin = lambda m: _Linear(m.weight, m.bias, pack)  # noqa: E731
             self.layers.append(dict(
-                qkv_w=torch.cat([s.query.weight, s.key.weight, s.value.weight]).detach(),
-                qkv_b=torch.cat([s.query.bias, s.key.bias, s.value.bias]).detach(),
-                o=att.output.dense, norm1=att.output.LayerNorm,
-                up=layer.intermediate.dense, down=layer.output.dense, norm2=layer.output.LayerNorm))
+                # the last layer splits q (the [CLS] row only) from k/v (every row)
+                qkv=_Linear(qkv_w, qkv_b, pack and i < last),
+                q=_Linear(qkv_w[:d], qkv_b[:d], pack and i == last),
+                kv=_Linear(qkv_w[d:], qkv_b[d:], pack and i == last),
+                o=lin(att.output.dense), norm1=att.output.LayerNorm,
+                up=lin(layer.intermediate.dense), down=lin(layer.output.dense), norm2=layer.output.LayerNorm))
         self.pooler = bert.pooler.dense
         self.classifier = model.classifier
 
@@ -60,15 +89,15 @@ class Encoder:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i < last:
-                qkv = F.linear(x, layer["qkv_w"], layer["qkv_b"]).view(b, t, 3, self.heads, hd)
+                qkv = layer["qkv"](x).view(b, t, 3, self.heads, hd)
                 q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
                 resid = x
             else:
                 # Only [CLS] is read after this layer: its query alone, against every key.
-                kv = F.linear(x, layer["qkv_w"][d:], layer["qkv_b"][d:]).view(b, t, 2, self.heads, hd)
+                kv = layer["kv"](x).view(b, t, 2, self.heads, hd)
                 k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
                 resid = x[:, :1]
-                q = F.linear(resid, layer["qkv_w"][:d], layer["qkv_b"][:d]).view(b, 1, self.heads, hd).transpose(1, 2)
+                q = layer["q"](resid).view(b, 1, self.heads, hd).transpose(1, 2)
             # fp32 like the flash kernel's accumulators; the tensors are small (a few dozen tokens).
             scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * (hd ** -0.5) + mask
             a = torch.matmul(scores.softmax(-1), v.float()).to(x.dtype).transpose(1, 2).reshape(b, -1, d)

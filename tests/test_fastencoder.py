@@ -31,3 +31,20 @@ def test_classify_keeps_input_order_and_heldout_accuracy(prepared):
     assert [r.text for r in results] == [r["text"] for r in rows]
     accuracy = sum(p.label == r["label"] for p, r in zip(results, rows)) / len(rows)
     assert accuracy >= 0.90  # README: 91.5 % with the transformers forward
+
+
+def test_fp32_encoder_on_prepacked_weights_matches_fp32_forward(prepared):
+    lm = load("all-minilm-l6-v2", head="sequence-classification", adapter=DEFAULT_ADAPTER)
+    merged = copy.deepcopy(lm.model).merge_and_unload().eval().float()
+    encoder = fastencoder.Encoder(merged)
+    used = [layer["qkv"] for layer in encoder.layers[:-1]] + [encoder.layers[-1]["kv"]] + \
+        [layer[k] for layer in encoder.layers for k in ("o", "up", "down")]
+    packed = [lin.packed is not None for lin in used]
+    assert all(packed) == torch.backends.mkldnn.is_available()
+    texts = [r["text"] for r in load_split("heldout")[:64]] + ["Fine.", "A " + "very " * 120 + "long review."]
+    batch = lm.tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.inference_mode():
+        exact = merged(**batch).logits.softmax(-1)
+        got = encoder.logits(**batch).softmax(-1)
+    assert torch.equal(got.argmax(-1), exact.argmax(-1))
+    assert (got - exact).abs().max() <= 1e-4  # fp32 throughout: only the summation order differs
