@@ -275,6 +275,11 @@ class Decoder:
                 h = self._norm(x, n[1])
                 x = x + F.linear(layer.act(F.linear(h, layer.gate)) * F.linear(h, layer.up), layer.down)
         x = self._norm(x[:, -1:], self.final_norm)
+        if self.weights in ("int8", "int4"):
+            # The prompt's one scored row through the quantised head: Gemma's 262k x 640 head is 108 ms in fp32
+            # on an AVX2 CPU, 16 ms in int4. The prompt's other matmuls stay in full precision: at 20+ rows
+            # the quantised kernels are no faster there.
+            return self.head_mm(x[0])
         return F.linear(x, self.head)[:, -1]
 
     def _step(self, ids: torch.Tensor, pos: int, cache) -> torch.Tensor:

@@ -202,6 +202,19 @@ def test_quantised_decode_mostly_agrees_with_exact(smollm, weights, floor):
     assert agree / 120 >= floor
 
 
+@pytest.mark.parametrize("weights", ["int8", "int4"])
+def test_quantised_prompt_logits_track_exact(gemma, weights):
+    # The prompt's scored row goes through the quantised head: its logits must still follow exact's closely.
+    exact, quant = fastgen.decoder_for(gemma.model), fastgen.decoder_for(gemma.model, weights)
+    for n in (5, 20, 80):
+        ids = completion_ids(gemma, README, n)
+        with torch.inference_mode():
+            a = exact.forward(ids, 0, exact.new_cache(n)).float()[0]
+            b = quant.forward(ids, 0, quant.new_cache(n)).float()[0]
+        assert b.shape == a.shape
+        assert torch.corrcoef(torch.stack([a, b]))[0, 1] >= 0.99
+
+
 def test_quantised_weights_setting_reaches_stream(smollm, settings):
     ids = build_inputs(smollm, GenerationRequest("Name three colours."))
     try:
