@@ -214,10 +214,9 @@ def _fastgen_weights(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: G
     return weights if lm.model.dtype in (torch.bfloat16, torch.float32) else "exact"
 
 
-def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams, streamer,
-                   watch: _Watch, stop_strings: list[str] | None, weights: str = "exact") -> None:
-    """`generate`'s job through lmdemo.fastgen: tokens to the streamer, the stop event and stop strings honoured."""
-    from .fastgen import Sampling, decoder_for, generate_tokens
+def _decoder(lm: LoadedModel, weights: str) -> str | None:
+    """Build (once) the fast decoder for these weights and count its copies; returns the GGUF path for gguf."""
+    from .fastgen import decoder_for
 
     gguf = None
     if weights == "gguf":
@@ -229,6 +228,24 @@ def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: Gen
         if weights not in counted:  # the model cache's memory budget should see the copies too
             lm.size_bytes += decoder_for(lm.model, weights, gguf).extra_bytes
             counted.add(weights)
+    return gguf
+
+
+def prepare_decoder(lm: LoadedModel) -> None:
+    """Do now what a first short request on ``lm`` would do before its first token (packing or quantising the
+    weights, loading llama.cpp): the app's warm-up calls it so that the first visitor does not wait for it."""
+    inputs = {"input_ids": torch.zeros((1, 1), dtype=torch.long)}
+    if lm.tokenizer is None or not _use_fastgen(lm, inputs):
+        return
+    _decoder(lm, _fastgen_weights(lm, inputs, GenerationParams(max_new_tokens=1)))
+
+
+def _fast_generate(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams, streamer,
+                   watch: _Watch, stop_strings: list[str] | None, weights: str = "exact") -> None:
+    """`generate`'s job through lmdemo.fastgen: tokens to the streamer, the stop event and stop strings honoured."""
+    from .fastgen import Sampling, generate_tokens
+
+    gguf = _decoder(lm, weights)
     kw = params.generate_kwargs()
     sampling = Sampling(max_new_tokens=params.max_new_tokens, do_sample=kw["do_sample"], temperature=kw["temperature"],
                         top_p=kw["top_p"], top_k=kw["top_k"], repetition_penalty=params.repetition_penalty)

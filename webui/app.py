@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 import gradio as gr
 
-from lmdemo import store
+from lmdemo import warmup
 from lmdemo.adapters import list_adapters
 from lmdemo.config import DEMO_LIMITS, get_settings
-from lmdemo.loading import load
 from lmdemo.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
 from lmdemo.translation import LANGUAGES
 
@@ -436,39 +434,11 @@ def build() -> gr.Blocks:
     return demo
 
 
-def warm_up() -> None:
-    """Fetch/convert the built-ins and load the defaults in the background, so first clicks are quick."""
-    import time
-
-    from lmdemo.textgen import busy
-
-    def after_requests() -> None:
-        # On 2 cores a background load beside a visitor's generation slows that reply several-fold: let it finish.
-        time.sleep(0.2)  # a request queued behind the load just done enters its generation first
-        while busy():
-            time.sleep(0.1)
-
-    try:
-        store.prepare()
-        load(DEFAULT_CHAT_MODEL)
-        from lmdemo.sentiment import classify
-
-        after_requests()
-        classify(["warm up"])
-        after_requests()
-        load(DEFAULT_COMPLETION_MODEL)
-    except Exception:  # noqa: BLE001 - a failed warm-up is retried, with a visible error, by the first request
-        log.exception("warm-up failed")
-
-
 def launch(port: int | None = None, host: str | None = None, block: bool = True, warm: bool = True) -> gr.Blocks:
     """Start the app (prevent_thread_lock when block is False, for tests)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if warm:
-        from lmdemo.loading import preload_libraries
-
-        preload_libraries()  # before a second thread can import the same lazy modules
-        threading.Thread(target=warm_up, daemon=True, name="lmdemo-warm-up").start()
+        warmup.start()
     demo = build()
     demo.launch(server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
