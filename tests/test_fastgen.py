@@ -11,6 +11,7 @@ from lmdemo.config import Settings, set_settings
 from lmdemo.generation import GenerationRequest, build_inputs
 from lmdemo.loading import LoadedModel, LoadSpec, load
 from lmdemo.textgen import GenerationParams, run_to_end, stream
+from stream_helpers import stop_after
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -96,14 +97,8 @@ def test_seeded_sampling_draws_the_same_tokens_as_generate(smollm):
 
 
 def test_stream_uses_fastgen_and_stop_event_ends_it(smollm):
-    ids = build_inputs(smollm, GenerationRequest("Write a very long story about a dragon."))
-    stop = threading.Event()
     before = threading.active_count()
-    seen = 0
-    for _, stats in stream(smollm, ids, GenerationParams(max_new_tokens=300, temperature=0), stop=stop):
-        seen += 1
-        if seen == 3:
-            stop.set()
+    stats = stop_after(smollm)
     assert stats.backend == "fastgen"
     assert stats.finish_reason == "stopped" and stats.tokens < 20
     assert threading.active_count() == before

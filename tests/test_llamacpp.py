@@ -7,7 +7,6 @@ stop and seeded sampling like the other paths, and that what it cannot take fall
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from lmdemo.generation import GenerationRequest, build_inputs
 from lmdemo.loading import load
 from lmdemo.registry import BUILTINS
 from lmdemo.textgen import GenerationParams, run_to_end, stream
+from stream_helpers import stop_after
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -98,14 +98,8 @@ def test_gguf_seeded_sampling_repeats_and_seeds_differ(prepared, gguf_settings):
 
 
 def test_gguf_stop_event_ends_generation(prepared, gguf_settings):
-    lm = load("smollm2-135m-instruct")
-    inputs = build_inputs(lm, GenerationRequest("Write a long story about a dragon."))
-    stop = threading.Event()
-    n = 0
-    for _, stats in stream(lm, inputs, GenerationParams(max_new_tokens=400, temperature=0), stop=stop):
-        n += 1
-        if n == 3:
-            stop.set()
+    stats = stop_after(load("smollm2-135m-instruct"))
+    assert stats.backend == "fastgen-gguf"
     assert stats.finish_reason == "stopped" and stats.tokens < 20
 
 
