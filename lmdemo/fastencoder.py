@@ -55,6 +55,7 @@ class Encoder:
         self.emb_norm = emb.LayerNorm
         self.heads = model.config.num_attention_heads
         pack = self.word.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+        lin = lambda m: _Linear(m.weight, m.bias, pack)  # noqa: E731
         self.layers = []
         last = len(bert.encoder.layer) - 1
         for i, layer in enumerate(bert.encoder.layer):
@@ -63,7 +64,6 @@ class Encoder:
             qkv_w = torch.cat([s.query.weight, s.key.weight, s.value.weight]).detach()
             qkv_b = torch.cat([s.query.bias, s.key.bias, s.value.bias]).detach()
             d = s.query.weight.shape[0]
-            lin = lambda m: _Linear(m.weight, m.bias, pack)  # noqa: E731
             self.layers.append(dict(
                 # the last layer splits q (the [CLS] row only) from k/v (every row)
                 qkv=_Linear(qkv_w, qkv_b, pack and i < last),

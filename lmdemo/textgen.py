@@ -235,7 +235,7 @@ def prepare_decoder(lm: LoadedModel) -> None:
     """Do now what a first short request on ``lm`` would do before its first token (packing or quantising the
     weights, loading llama.cpp): the app's warm-up calls it so that the first visitor does not wait for it."""
     inputs = {"input_ids": torch.zeros((1, 1), dtype=torch.long)}
-    if lm.tokenizer is None or not _use_fastgen(lm, inputs):
+    if not _use_fastgen(lm, inputs):
         return
     _decoder(lm, _fastgen_weights(lm, inputs, GenerationParams(max_new_tokens=1)))
 

@@ -3,8 +3,7 @@
 from lmdemo import fastgen, warmup
 from lmdemo.config import get_settings
 from lmdemo.loading import CACHE, load
-from lmdemo.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
-from lmdemo.sentiment import DEFAULT_ENCODER_MODEL
+from lmdemo.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL, DEFAULT_ENCODER_MODEL
 
 
 def test_warm_up_loads_the_defaults_and_builds_their_decoders(prepared):
