@@ -185,7 +185,10 @@ class Decoder:
         if weights != "exact" and self.dtype not in (torch.bfloat16, torch.float32):
             raise ValueError(f"{weights} decoding needs a bf16 or fp32 model; this one is {self.dtype}")
         self.packed = (bool(pack) and _pack(self)) if weights == "exact" else _quantize(self, weights)
-        self.screen = ExactScreen.build(self.head) if weights == "exact" and screen else None
+        # fp32 heads only: there the int8 estimate reads a quarter of the bytes (measured on an AVX2 CPU); a
+        # bf16 head is already prepacked and read at twice the speed.
+        use_screen = screen and weights == "exact" and self.head.dtype == torch.float32
+        self.screen = ExactScreen.build(self.head) if use_screen else None
         if self.screen is not None:
             self.extra_bytes += self.screen.nbytes
 

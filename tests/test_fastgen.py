@@ -114,9 +114,9 @@ def test_gemma_seeded_sampling_matches_generate(gemma, top_k):
 
 def test_exact_screen_bound_holds_and_computes_few_rows(gemma):
     dec = fastgen.decoder_for(gemma.model)
-    if dec.screen is None:
-        assert not fastgen._rows_match_full_head(dec.head)  # the one reason it may be off
-        pytest.skip("F.linear over a subset of rows does not give the full head's bits on this CPU")
+    if dec.screen is None:  # by design on a bf16 model; on fp32 only where subset rows lose the head's bits
+        assert dec.head.dtype != torch.float32 or not fastgen._rows_match_full_head(dec.head)
+        pytest.skip(f"no exact screen for this {dec.head.dtype} head on this CPU")
     ids = completion_ids(gemma, README, 40)
     vocab = dec.head.shape[0]
     with torch.inference_mode():
@@ -197,7 +197,8 @@ def test_tiny_models_match_generate(kind, dtype):
     model = _tiny(kind, dtype)
     assert fastgen.unsupported_reason(model, torch.device("cpu")) is None
     before = {name: p.clone() for name, p in model.named_parameters()}
-    assert fastgen.decoder_for(model).screen is not None or not fastgen._rows_match_full_head(model.lm_head.weight)
+    screened = dtype == torch.float32 and fastgen._rows_match_full_head(model.lm_head.weight)
+    assert (fastgen.decoder_for(model).screen is not None) == screened
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # copies, never in place
     for start in ([5, 9, 33], list(range(20, 32))):
         ids = torch.tensor([start])
