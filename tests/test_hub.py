@@ -274,6 +274,18 @@ def test_built_space_starts_offline_and_answers(prepared, settings, tmp_path):
         proc.wait(timeout=30)
 
 
+def test_space_entry_point_sets_demo_mode_and_int8_decoding():
+    env = {k: v for k, v in os.environ.items() if k not in ("LMDEMO_DEMO_MODE", "LMDEMO_FASTGEN_WEIGHTS")}
+    env["PYTHONPATH"] = str(ROOT)
+    code = ("import runpy; runpy.run_path('spaces/app.py'); from lmdemo.config import get_settings; "
+            "s = get_settings(); print(s.demo_mode, s.fastgen_weights)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "int8"], out.stderr[-2000:]
+    env["LMDEMO_FASTGEN_WEIGHTS"] = "exact"  # a Space variable wins
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "exact"], out.stderr[-2000:]
+
+
 def test_an_adapter_without_a_known_base_needs_base_model(tmp_path):
     import shutil
 
