@@ -1,12 +1,11 @@
 """lmdemo.fastgen must pick exactly the tokens transformers' `generate` picks, and honour stop and stop strings."""
 
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from lmdemo import fastgen
+from lmdemo import fastgen, textgen
 from lmdemo.config import Settings, set_settings
 from lmdemo.generation import GenerationRequest, build_inputs
 from lmdemo.loading import LoadedModel, LoadSpec, load
@@ -135,11 +134,10 @@ def test_exact_screen_bound_holds_and_computes_few_rows(gemma):
 
 
 def test_stream_uses_fastgen_and_stop_event_ends_it(smollm):
-    before = threading.active_count()
     stats = stop_after(smollm)
     assert stats.backend == "fastgen"
     assert stats.finish_reason == "stopped" and stats.tokens < 20
-    assert threading.active_count() == before
+    assert textgen.jobs_running() == 0
 
 
 def test_stream_stop_strings_and_same_text_as_generate(smollm):

@@ -3,6 +3,7 @@ import threading
 
 import pytest
 
+from lmdemo import textgen
 from lmdemo.errors import InputError
 from lmdemo.generation import GenerationRequest, build_inputs, generate, generate_stream
 from lmdemo.loading import load
@@ -34,7 +35,6 @@ def test_completion_mode_with_base_model(prepared):
 
 def test_stop_event_ends_the_model_thread(prepared):
     stop = threading.Event()
-    before = threading.active_count()
     seen = 0
     for text, stats in generate_stream(GenerationRequest("Write a very long story about a dragon.",
                                                          params=GenerationParams(max_new_tokens=300)), stop=stop):
@@ -42,15 +42,24 @@ def test_stop_event_ends_the_model_thread(prepared):
         if seen == 3:
             stop.set()
     assert stats.finish_reason == "stopped" and stats.tokens < 20
-    assert threading.active_count() == before, "the generation thread must be gone"
+    assert textgen.jobs_running() == 0, "the model thread must have returned"
+
+
+def test_model_threads_are_reused(prepared):
+    request = GenerationRequest("Hi", params=GenerationParams(max_new_tokens=2, temperature=0))
+    generate(request)
+    threads = lambda: [t for t in threading.enumerate() if t.name == "lmdemo-generate"]  # noqa: E731
+    kept = threads()
+    generate(request)
+    generate(request)
+    assert kept and threads() == kept and textgen.jobs_running() == 0
 
 
 def test_abandoned_stream_stops_the_thread(prepared):
-    before = threading.active_count()
     events = generate_stream(GenerationRequest("Count from one to a thousand.", params=GenerationParams(max_new_tokens=300)))
     next(events)
     events.close()  # what a closed browser tab does to the handler
-    assert threading.active_count() == before
+    assert textgen.jobs_running() == 0
 
 
 @pytest.mark.parametrize("field, value", [("temperature", float("nan")), ("temperature", -1), ("top_p", 0),
