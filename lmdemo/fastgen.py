@@ -127,7 +127,7 @@ def _int4_linear(x: torch.Tensor, packed: torch.Tensor, scales_zeros: torch.Tens
 
 
 INT4_GROUP = 32  # weights per scale/zero pair; smaller groups track outliers better, larger ones read less
-HEAD_EXACT_ROWS = 256  # head rows recomputed in full precision per step (a multiple of 8, see _screened_head)
+HEAD_EXACT_ROWS = 256  # int8/int4: head rows recomputed in full precision per step (top-k in the UI goes to 200)
 
 
 def _screened_head(x: torch.Tensor, approx: Callable, head: torch.Tensor) -> torch.Tensor:
@@ -140,6 +140,8 @@ def _screened_head(x: torch.Tensor, approx: Callable, head: torch.Tensor) -> tor
     rows = logits.topk(min(HEAD_EXACT_ROWS, logits.shape[-1]), dim=-1).indices[0]
     logits[0, rows] = F.linear(x, head.index_select(0, rows))[0]
     return logits
+
+
 Weights = Literal["exact", "int8", "int4", "gguf"]
 
 class Decoder:
