@@ -440,7 +440,8 @@ class ExactScreen:
     def build(cls, head: torch.Tensor) -> "ExactScreen | None":
         """The screen for ``head`` (vocab x hidden), or None where its exact rows would not give F.linear's bits."""
         vocab, hidden = head.shape
-        if vocab < 16 or hidden % cls.GROUP or not _rows_match_full_head(head):
+        # a vocabulary in whole blocks of 8 rows: the last rows of another size go through another kernel path
+        if vocab < 16 or vocab % 8 or hidden % cls.GROUP or not _rows_match_full_head(head):
             return None
         q = torch.empty((vocab, hidden), dtype=torch.int8)
         scales = torch.empty(vocab, dtype=torch.bfloat16)
@@ -475,7 +476,7 @@ class ExactScreen:
         floor = lower.topk(k, dim=-1).values[:, -1:] if k > 1 else lower.max()
         mask = (upper >= floor)[0]
         rows = mask.nonzero()[:, 0]
-        extra = -rows.numel() % 8  # multiples of 8 rows are what _rows_match_full_head checked
+        extra = -rows.numel() % 8  # multiples of 8 rows are what _rows_match_full_head checked (vocab % 8 == 0)
         if extra:
             rows = torch.cat([rows, (~mask).nonzero()[:extra, 0]])
         out = torch.full((1, self.head.shape[0]), float("-inf"))
@@ -486,10 +487,13 @@ class ExactScreen:
 def _rows_match_full_head(head: torch.Tensor) -> bool:
     """Whether F.linear over a subset of the head's rows (a multiple of 8) gives the bits of the full head."""
     generator = torch.Generator().manual_seed(0)
+    vocab = head.shape[0]
     with torch.inference_mode():
-        for n in {min(n, head.shape[0] // 8 * 8) for n in (8, 64, 520)}:
+        for n in {min(n, vocab // 8 * 8) for n in (8, 64, 520)}:
             x = torch.randn(1, 1, head.shape[1], generator=generator).to(head.dtype)
-            rows = torch.randperm(head.shape[0], generator=generator)[:n]
+            # the first and last rows always, with random ones between
+            rows = torch.cat([torch.arange(4), torch.randperm(vocab, generator=generator)[:n - 8],
+                              torch.arange(vocab - 4, vocab)])
             full = F.linear(x, head)[0, 0]
             if not torch.equal(F.linear(x[0], head.index_select(0, rows))[0], full[rows]):
                 return False

@@ -133,6 +133,22 @@ def test_exact_screen_bound_holds_and_computes_few_rows(gemma):
                 assert int(kept.sum()) < vocab // 20  # a few rows of the 262k-row head, not all of them
 
 
+def test_exact_screen_keeps_every_row_when_k_is_the_vocabulary():
+    generator = torch.Generator().manual_seed(1)
+    head = torch.randn(256, 64, generator=generator)
+    assert fastgen.ExactScreen.build(head[:250]) is None  # not whole blocks of 8 rows: the whole head instead
+    screen = fastgen.ExactScreen.build(head)
+    if screen is None:
+        assert not fastgen._rows_match_full_head(head)
+        pytest.skip("F.linear over a subset of rows does not give the full head's bits on this CPU")
+    for _ in range(5):
+        x = torch.randn(1, 64, generator=generator)
+        exact = torch.nn.functional.linear(x, head).float()
+        assert torch.equal(screen.scores(x, 256, lambda s: s), exact)
+        got = screen.scores(x, 1, lambda s: s)
+        assert int(got.argmax()) == int(exact.argmax()) and torch.equal(got[got.isfinite()], exact[got.isfinite()])
+
+
 def test_stream_uses_fastgen_and_stop_event_ends_it(smollm):
     stats = stop_after(smollm)
     assert stats.backend == "fastgen"
