@@ -546,12 +546,6 @@ def generate_tokens(model, input_ids: torch.Tensor, sampling: Sampling, eos_toke
         yield from _decode(dec, input_ids, sampling, eos_token_ids, should_stop)
 
 
-def _apply(procs: list, input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
-    for proc in procs:
-        scores = proc(input_ids, scores)
-    return scores
-
-
 def _is_elementwise(proc) -> bool:
     from transformers import RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper
 
@@ -569,6 +563,8 @@ def _screen_for(dec, sampling: Sampling) -> tuple[ExactScreen | None, int]:
 
 
 def _decode(dec, input_ids, sampling: Sampling, eos_token_ids, should_stop) -> Iterable[int]:
+    from transformers import LogitsProcessorList
+
     prompt_len = input_ids.shape[1]
     total = prompt_len + sampling.max_new_tokens
     cache = dec.new_cache(total)
@@ -582,14 +578,15 @@ def _decode(dec, input_ids, sampling: Sampling, eos_token_ids, should_stop) -> I
     new: list[int] = []
     pos = 0
     screen, k = _screen_for(dec, sampling)
-    elementwise = [p for p in procs if _is_elementwise(p)]  # they come first in `generate`'s order
+    # the penalty and temperature, which come first in `generate`'s order
+    elementwise = LogitsProcessorList(p for p in procs if _is_elementwise(p))
     with torch.inference_mode():
         step_in = ids
         while len(new) < sampling.max_new_tokens:
             if screen is not None:
                 hidden = dec.forward(step_in, pos, cache, head=False)
                 pos += step_in.shape[1]
-                scores = screen.scores(hidden, k, partial(_apply, elementwise, seq[:, :pos] if procs else None))
+                scores = screen.scores(hidden, k, partial(elementwise, seq[:, :pos] if procs else None))
             else:
                 logits = dec.forward(step_in, pos, cache)
                 pos += step_in.shape[1]
