@@ -1,7 +1,7 @@
 """LoRA fine-tuning step time and peak memory: lmdemo's SFT trainer vs a plain peft + Trainer script.
 
 Same model (SmolLM2-135M-Instruct), same LoRA config (r=8, alpha 16, dropout 0.05, all seven Llama
-projections), same rows (tokenised by `lmdemo.sft.format_example`, so that losses are comparable), same
+projections), same rows (tokenised by `lmdemo.train.sft.format_example`, so that losses are comparable), same
 seed, batch and learning rate. Three settings: fp32, bf16 (Trainer's bf16 autocast over fp32 weights) and
 4-bit (QLoRA, nf4 base through bitsandbytes). Each (side, setting) trains in its own fresh process, so peak
 RSS (getrusage) is that run's alone; processes are interleaved (lmdemo, plain, lmdemo, ...). A step's time
@@ -35,14 +35,14 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 def rows(n: int) -> list[dict]:
     """Instruction pairs built from the bundled sentiment train split (the eval sets stay untouched)."""
-    from lmdemo.sentiment import load_split
+    from lmdemo.jobs.sentiment import load_split
 
     return [{"prompt": f"Classify the sentiment of this review and quote it.\n{r['text']}",
              "response": f"{r['label'].capitalize()}: \"{r['text']}\""} for r in load_split("train")[:n]]
 
 
 def child_lmdemo(setting: str, steps: int, batch: int) -> dict:
-    from lmdemo.sft import SFTConfig, train_sft
+    from lmdemo.train.sft import SFTConfig, train_sft
 
     ends, losses = [], []
 
@@ -68,8 +68,8 @@ def child_plain(setting: str, steps: int, batch: int) -> dict:
     from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainerCallback,
                               TrainingArguments, set_seed)
 
-    from lmdemo import store
-    from lmdemo.sft import SFTCollator, format_example
+    from lmdemo.models import store
+    from lmdemo.train.sft import SFTCollator, format_example
 
     folder = store.ensure(MODEL)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -129,7 +129,7 @@ def main() -> None:
         return
     if args.quick:
         args.steps, args.batch = 4, 4
-    from lmdemo import store
+    from lmdemo.models import store
 
     store.prepare([MODEL])
     rows_out, results = [], {}

@@ -36,7 +36,7 @@ def long_prompt(tokenizer, tokens: int = 1000) -> str:
 
 
 def lmdemo_call(lm, inputs, new: int) -> tuple[float, str, int]:
-    from lmdemo.textgen import GenerationParams, run_to_end, stream
+    from lmdemo.engine.streaming import GenerationParams, run_to_end, stream
 
     params = GenerationParams(max_new_tokens=new, temperature=0, repetition_penalty=1.0)
     t = time.perf_counter()
@@ -64,7 +64,7 @@ def pipeline_call(pipe, prompt, new: int) -> tuple[float, str, int]:
 
 
 def bench_case(lm, pipe, mode: str, prompt_text: str, runs: int, new: int) -> dict:
-    from lmdemo.generation import GenerationRequest, build_inputs
+    from lmdemo.jobs.generation import GenerationRequest, build_inputs
 
     req = GenerationRequest(prompt_text, mode=mode, model=lm.spec.model)
     inputs = build_inputs(lm, req)
@@ -95,8 +95,8 @@ def main() -> None:
     import torch
     from transformers import pipeline
 
-    from lmdemo import store
-    from lmdemo.loading import load
+    from lmdemo.models import store
+    from lmdemo.models.loading import load
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)

@@ -2,7 +2,7 @@
 
 One pass = one [1 x K] @ W^T per weight matrix (30 layers x 7, plus the tied output head), the matmul part of a
 decode step. Kernels: `F.linear` in bf16 (what transformers runs, the baseline), fp32, oneDNN-prepacked bf16
-(lmdemo.fastgen), int8 weight-only (`aten._weight_int8pack_mm`, per-channel scales) and int4 weight-only
+(lmdemo.engine.fastgen), int8 weight-only (`aten._weight_int8pack_mm`, per-channel scales) and int4 weight-only
 (`aten._weight_int4pack_mm_for_cpu`, groups of 32). "bit-equal" counts matrices whose output equals the bf16
 `F.linear` output bit for bit: only those kernels can keep greedy output identical to transformers. Passes are
 interleaved across kernels; ratios are taken pass by pass.
@@ -51,7 +51,7 @@ def kernels():
 def main() -> None:
     import torch
 
-    from lmdemo.loading import load
+    from lmdemo.models.loading import load
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)

@@ -21,13 +21,13 @@ from _common import print_json, print_table, summarise  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 LMDEMO = """
-import time, transformers, lmdemo.loading as L  # both sides import transformers before the clock
+import time, transformers, lmdemo.models.loading as L  # both sides import transformers before the clock
 head = "encoder" if NAME == "all-minilm-l6-v2" else "causal-lm"
 t = time.perf_counter(); L.load(NAME, head=head); print(time.perf_counter() - t)
 """
 BASELINE = """
 import time, torch, transformers
-from lmdemo import store
+from lmdemo.models import store
 folder = store.ensure(NAME)
 cls = transformers.AutoModel if NAME == "all-minilm-l6-v2" else transformers.AutoModelForCausalLM
 t = time.perf_counter()
@@ -44,7 +44,7 @@ def sample(code: str, name: str) -> float:
 
 
 def main() -> None:
-    from lmdemo import store
+    from lmdemo.models import store
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)

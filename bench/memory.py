@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, sys, psutil, torch, transformers
-from lmdemo import store
-from lmdemo.loading import load, quantization_config, resolve_dtype
+from lmdemo.models import store
+from lmdemo.models.loading import load, quantization_config, resolve_dtype
 proc = psutil.Process()
 side, name, quantize = sys.argv[1:4]
 causal = name != "all-minilm-l6-v2"
@@ -50,7 +50,7 @@ generated = None
 if causal:
     ids = tok("The weather today is", return_tensors="pt")
     if side == "lmdemo":
-        from lmdemo.textgen import GenerationParams, run_to_end, stream
+        from lmdemo.engine.streaming import GenerationParams, run_to_end, stream
         run_to_end(stream(lm, dict(ids), GenerationParams(max_new_tokens=8, temperature=0)))
     else:
         with torch.inference_mode():
@@ -70,7 +70,7 @@ def sample(side: str, name: str, quantize: str) -> dict:
 
 
 def main() -> None:
-    from lmdemo import store
+    from lmdemo.models import store
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)

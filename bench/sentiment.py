@@ -24,9 +24,9 @@ def baseline_pipeline(dtype):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from lmdemo import store
-    from lmdemo.loading import adapter_meta
-    from lmdemo.sentiment import DEFAULT_ADAPTER
+    from lmdemo.models import store
+    from lmdemo.models.adapters import adapter_meta
+    from lmdemo.jobs.sentiment import DEFAULT_ADAPTER
 
     folder = store.ensure("all-minilm-l6-v2")
     labels = adapter_meta(Path(DEFAULT_ADAPTER))["labels"]
@@ -40,8 +40,8 @@ def baseline_pipeline(dtype):
 def main() -> None:
     import torch
 
-    from lmdemo.loading import load
-    from lmdemo.sentiment import DEFAULT_ADAPTER, classify, load_split
+    from lmdemo.models.loading import load
+    from lmdemo.jobs.sentiment import DEFAULT_ADAPTER, classify, load_split
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)

@@ -1,5 +1,5 @@
 """Choose the translation prompt by measurement: chrF on the bundled eval set for shot counts and
-sentence-by-sentence vs whole-text translation (the settings lmdemo.translation uses by default).
+sentence-by-sentence vs whole-text translation (the settings lmdemo.jobs.translation uses by default).
 
     python bench/translation_prompts.py [--per-pair 12] [--shots 2 4 5]
 """
@@ -20,7 +20,7 @@ from _common import print_json, print_table  # noqa: E402
 def main() -> None:
     import sacrebleu
 
-    from lmdemo.translation import TranslationRequest, translate
+    from lmdemo.jobs.translation import TranslationRequest, translate
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-pair", type=int, default=12, help="examples per language pair")

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import store
-from .config import ConfigError
-from .errors import LmdemoError
-from .registry import BUILTINS
+from lmdemo.models import store
+from lmdemo.config import ConfigError
+from lmdemo.errors import LmdemoError
+from lmdemo.models.registry import BUILTINS
 
 
 def _human(n: int) -> str:
@@ -50,8 +50,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def _read_input(args: argparse.Namespace) -> str:
     if getattr(args, "file", None):
-        from .errors import InputError
-        from .files import read_text
+        from lmdemo.errors import InputError
+        from lmdemo.data.files import read_text
 
         try:
             # the upload checks the app applies (size, empty, binary, UTF-8), with the app's 10 MB limit
@@ -66,8 +66,8 @@ def _emit(args: argparse.Namespace, obj: dict, plain: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .generation import GenerationRequest, generate_stream
-    from .textgen import GenerationParams
+    from lmdemo.jobs.generation import GenerationRequest, generate_stream
+    from lmdemo.engine.streaming import GenerationParams
 
     params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed)
@@ -87,7 +87,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_sentiment(args: argparse.Namespace) -> int:
-    from .sentiment import classify, read_texts
+    from lmdemo.jobs.sentiment import classify, read_texts
 
     texts = read_texts(args.file) if args.file else args.text
     for r in classify(texts, model=args.model, adapter=args.adapter):
@@ -96,7 +96,7 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from .summarization import SummaryRequest, summarize
+    from lmdemo.jobs.summarization import SummaryRequest, summarize
 
     unit, length = ("words", args.max_words) if args.max_words else ("sentences", args.sentences)
     res = summarize(SummaryRequest(_read_input(args), length=length, unit=unit, model=args.model, adapter=args.adapter))
@@ -107,7 +107,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from .translation import TranslationRequest, translate
+    from lmdemo.jobs.translation import TranslationRequest, translate
 
     text = _read_input(args)
     out = translate(TranslationRequest(text, args.source, args.target, model=args.model, adapter=args.adapter))
@@ -116,7 +116,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_perplexity(args: argparse.Namespace) -> int:
-    from .lmlab import score_text
+    from lmdemo.jobs.lmlab import score_text
 
     res = score_text(_read_input(args), model=args.model or "smollm2-135m-instruct", adapter=args.adapter)
     if res.note:
@@ -134,7 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_train_sentiment(args: argparse.Namespace) -> int:
-    from .sentiment import train_default
+    from lmdemo.train.classifier import train_default
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
     result = train_default(args.out, **overrides)
@@ -143,8 +143,8 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import evaluation
-    from .errors import InputError
+    from lmdemo.eval import evaluation
+    from lmdemo.errors import InputError
 
     mapping = {}
     for pair in args.columns or []:
@@ -170,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def output_folder(output: str) -> str:
     """A bare name goes into the adapters folder (so every model picker lists it); a path is used as given."""
-    from .adapters import new_adapter_path
+    from lmdemo.models.adapters import new_adapter_path
 
     if "/" in output or output.startswith((".", "~")):
         return str(Path(output).expanduser())
@@ -181,8 +181,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from . import datasets_io
-    from .errors import InputError
+    from lmdemo.data import tabular as datasets_io
+    from lmdemo.errors import InputError
 
     task = {"sentiment": "classification"}.get(args.task, args.task)
     mapping = {}
@@ -208,7 +208,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         if task == "classification":
-            from .finetune import ClassifierTrainConfig, train_classifier
+            from lmdemo.train.classifier import ClassifierTrainConfig, train_classifier
 
             cfg = ClassifierTrainConfig(base_model=args.base or "all-minilm-l6-v2",
                                         **{k: v for k, v in common.items() if v is not None})
@@ -216,7 +216,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                 raise InputError("--max-steps is for sft; classification trains whole epochs (--epochs).")
             result = train_classifier(data.train, data.validation, cfg, stop_event=stop)
         else:
-            from .sft import SFTConfig, train_sft
+            from lmdemo.train.sft import SFTConfig, train_sft
 
             cfg = SFTConfig(base_model=args.base or "smollm2-135m-instruct", max_steps=args.max_steps,
                             **{k: v for k, v in common.items() if v is not None})
@@ -226,7 +226,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     summary = {"output_dir": result.output_dir, "metrics": result.metrics, "stopped_early": stop.is_set(),
                "train_rows": len(data.train), "validation_rows": len(data.validation)}
     if not args.no_compare and data.validation:
-        from .compare import compare_base_and_adapter
+        from lmdemo.eval.compare import compare_base_and_adapter
 
         # Base vs tuned on the validation split; the eval JSONs saved beside the adapter feed `lmdemo push`.
         comparison = compare_base_and_adapter(task, data.validation, cfg.base_model, result.output_dir, examples=0)
@@ -236,13 +236,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_adapters(args: argparse.Namespace) -> int:
-    from . import adapters
+    from lmdemo.models import adapters
 
     if args.adapters_command == "remove":
         adapters.remove(args.name)
         print(f"removed {args.name}")
     elif args.adapters_command == "merge":
-        print(f"merged into {adapters.merge(args.name, args.out)}")
+        from lmdemo.models.merge import merge
+
+        print(f"merged into {merge(args.name, args.out)}")
     else:
         for a in adapters.list_adapters():
             print(f"{a.name:<28}{a.task:<16}{a.base_model:<24}{json.dumps(a.metrics)}")
@@ -250,7 +252,7 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .hub import push
+    from lmdemo.models.adapters import push
 
     # The token is never a flag (it would land in shell history and `ps`): push reads HF_TOKEN or the login.
     result = push(args.adapter, args.repo_id, private=args.private, eval_paths=args.eval,
@@ -264,7 +266,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_space(args: argparse.Namespace) -> int:
-    from .space import build
+    from lmdemo.serve.space import build
 
     files = build(args.out_dir)
     print(f"Space folder {args.out_dir}: {len(files)} files. Upload it with "

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal, get_args
+
+from lmdemo.errors import ConfigError
 
 Quantize = Literal["none", "8bit", "4bit"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -31,8 +34,8 @@ class DemoLimits:
 DEMO_LIMITS = DemoLimits()
 
 
-class ConfigError(ValueError):
-    """A setting has a value lmdemo cannot use."""
+# Installs the opt-in llama.cpp back-end; its compile time is what a user should expect.
+LLAMA_INSTALL_HINT = "pip install -r requirements-llama.txt (compiles llama.cpp: about 14 minutes on 2 cores, once)"
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
@@ -56,7 +59,7 @@ class Settings:
     # 4 GiB holds all three built-ins in bf16 with room to spare on a 16 GB Space.
     memory_budget_mb: int = field(default=4096, metadata={"help": "Upper bound for the loaded-model cache (LMDEMO_MEMORY_BUDGET_MB)."})
     demo_mode: bool = field(default=False, metadata={"help": "Shared public Space: training and queue capped (LMDEMO_DEMO_MODE=1)."})
-    fast_generation: bool = field(default=True, metadata={"help": "CPU Llama/Gemma 3 decode through lmdemo.fastgen, same tokens as generate (LMDEMO_FASTGEN=0 turns it off)."})
+    fast_generation: bool = field(default=True, metadata={"help": "CPU Llama/Gemma 3 decode through lmdemo.engine.fastgen, same tokens as generate (LMDEMO_FASTGEN=0 turns it off)."})
     fastgen_weights: FastgenWeights = field(default="exact", metadata={"help": "fastgen's decode weights: exact (same tokens as generate), int8/int4 copies, or gguf: the built-in's own GGUF file through llama.cpp (requirements-llama.txt); faster, output changes (LMDEMO_FASTGEN_WEIGHTS)."})
 
     def __post_init__(self) -> None:
@@ -65,10 +68,9 @@ class Settings:
         self.quantize = _choice("quantize", self.quantize, QUANTIZE_CHOICES)  # type: ignore[assignment]
         self.dtype = _choice("dtype", self.dtype, DTYPE_CHOICES)  # type: ignore[assignment]
         self.fastgen_weights = _choice("fastgen_weights", self.fastgen_weights, FASTGEN_WEIGHTS_CHOICES)  # type: ignore[assignment]
-        if self.fastgen_weights == "gguf":
-            from .llamacpp import require
-
-            require()
+        # Probed, never imported: settings are read before any back-end is needed.
+        if self.fastgen_weights == "gguf" and find_spec("llama_cpp") is None:
+            raise ConfigError(f"LMDEMO_FASTGEN_WEIGHTS=gguf needs llama-cpp-python, which is not installed: {LLAMA_INSTALL_HINT}")
         if int(self.memory_budget_mb) <= 0:
             raise ConfigError(f"`memory_budget_mb` must be positive; got {self.memory_budget_mb}")
         self.memory_budget_mb = int(self.memory_budget_mb)

@@ -1,8 +1,12 @@
-"""Exceptions the library raises; the UI and CLI turn them into readable messages."""
+"""Exceptions the library raises; the UI, the CLI and the API turn them into readable one-line messages."""
 
 
 class LmdemoError(Exception):
     """Base class: the message is meant for the user, one line, naming the bad input."""
+
+
+class ConfigError(LmdemoError, ValueError):
+    """A setting has a value lmdemo cannot use."""
 
 
 class ModelNotFoundError(LmdemoError):
@@ -15,6 +19,10 @@ class StoreError(LmdemoError):
 
 class AdapterError(LmdemoError):
     """An adapter folder is missing, unsafe or does not fit its base model."""
+
+
+class HubError(LmdemoError):
+    """The Hub refused or could not be reached."""
 
 
 class InputError(LmdemoError):

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pytest  # noqa: E402
 
-from lmdemo import store  # noqa: E402
+from lmdemo.models import store  # noqa: E402
 from lmdemo.config import get_settings  # noqa: E402
 
 

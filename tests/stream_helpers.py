@@ -2,8 +2,8 @@
 
 import threading
 
-from lmdemo.generation import GenerationRequest, build_inputs
-from lmdemo.textgen import GenerationParams, stream
+from lmdemo.jobs.generation import GenerationRequest, build_inputs
+from lmdemo.engine.streaming import GenerationParams, stream
 
 
 def stop_after(lm, pieces: int = 3, prompt: str = "Write a very long story about a dragon."):

@@ -158,8 +158,8 @@ def test_control_characters_emoji_rtl_and_cjk(client, capsys):
 
 
 def test_prompt_with_chat_role_tags(client, capsys):
-    from lmdemo.generation import GenerationRequest, build_inputs
-    from lmdemo.loading import load
+    from lmdemo.jobs.generation import GenerationRequest, build_inputs
+    from lmdemo.models.loading import load
 
     lm = load("smollm2-135m-instruct")
     start = lm.tokenizer.convert_tokens_to_ids("<|im_start|>")
@@ -269,9 +269,9 @@ def test_unknown_model_id_offline(client, capsys):
 
 
 def test_adapter_name_with_dot_dot(client, capsys, settings, tmp_path):
-    from lmdemo.adapters import new_adapter_path
+    from lmdemo.models.adapters import new_adapter_path
     from lmdemo.errors import AdapterError
-    from lmdemo.loading import adapter_dir
+    from lmdemo.models.adapters import adapter_dir
     from webui import handlers as h
 
     # an adapter-shaped folder just outside the adapters folder: nothing may load or delete it by name
@@ -341,7 +341,7 @@ def test_nan_negative_and_huge_numbers_in_the_cli(capsys):
 
 
 def test_two_training_starts_at_once(client):
-    from lmdemo.jobs import JOBS
+    from lmdemo.train.worker import JOBS
     from webui import handlers as h
 
     # an offline Hub id as base: the worker fails fast, so the test holds the slot for seconds, not minutes

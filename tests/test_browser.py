@@ -235,7 +235,7 @@ def test_empty_input_shows_a_message_not_a_traceback(browser, base_url):
 
 
 def test_share_section_dry_run_shows_the_card(browser, base_url):
-    from lmdemo.sentiment import DEFAULT_ADAPTER
+    from lmdemo.jobs.sentiment import DEFAULT_ADAPTER
 
     page = _page(browser, base_url)
     _tab(page, "Fine-tune")

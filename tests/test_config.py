@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from lmdemo.config import ConfigError, Settings
-from lmdemo.registry import BUILTINS, resolve
+from lmdemo.models.registry import BUILTINS, resolve
 from lmdemo.errors import ModelNotFoundError
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lmdemo import evaluation
+from lmdemo.eval import evaluation
 from lmdemo.errors import InputError
 from test_cli import run_cli
 

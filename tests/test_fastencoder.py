@@ -1,13 +1,13 @@
-"""lmdemo.fastencoder gives the classifier's own answers: the labels of an fp32 forward, and probabilities at
+"""lmdemo.engine.fastencoder gives the classifier's own answers: the labels of an fp32 forward, and probabilities at
 least as close to fp32 as transformers' own bf16 forward."""
 
 import copy
 
 import torch
 
-from lmdemo import fastencoder
-from lmdemo.loading import load
-from lmdemo.sentiment import DEFAULT_ADAPTER, classify, load_split
+from lmdemo.engine import fastencoder
+from lmdemo.models.loading import load
+from lmdemo.jobs.sentiment import DEFAULT_ADAPTER, classify, load_split
 
 
 def test_lean_encoder_matches_the_merged_transformers_model(prepared):

@@ -1,15 +1,16 @@
-"""lmdemo.fastgen must pick exactly the tokens transformers' `generate` picks, and honour stop and stop strings."""
+"""lmdemo.engine.fastgen must pick exactly the tokens transformers' `generate` picks, and honour stop and stop strings."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
-from lmdemo import fastgen, textgen
+from lmdemo.engine import fastgen
+from lmdemo.engine import streaming as textgen
 from lmdemo.config import Settings, set_settings
-from lmdemo.generation import GenerationRequest, build_inputs
-from lmdemo.loading import LoadedModel, LoadSpec, load
-from lmdemo.textgen import GenerationParams, run_to_end, stream
+from lmdemo.jobs.generation import GenerationRequest, build_inputs
+from lmdemo.models.loading import LoadedModel, LoadSpec, load
+from lmdemo.engine.streaming import GenerationParams, run_to_end, stream
 from stream_helpers import stop_after
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
@@ -232,7 +233,7 @@ def test_adapter_and_quantised_models_fall_back():
     assert fastgen.unsupported_reason(model, torch.device("cpu")) is not None
     lm = LoadedModel(spec=LoadSpec("tiny"), model=model, tokenizer=None, device=torch.device("cpu"),
                      dtype=torch.float32, size_bytes=0)
-    from lmdemo.textgen import _use_fastgen
+    from lmdemo.engine.streaming import _use_fastgen
 
     assert not _use_fastgen(lm, {"input_ids": torch.tensor([[1, 2]])})
 

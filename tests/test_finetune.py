@@ -5,10 +5,12 @@ import json
 import pytest
 import torch
 
-from lmdemo import adapters, datasets_io
+from lmdemo.models import adapters
+from lmdemo.models.merge import merge
+from lmdemo.data import tabular as datasets_io
 from lmdemo.config import Settings
 from lmdemo.errors import InputError
-from lmdemo.finetune import ClassifierTrainConfig, train_classifier
+from lmdemo.train.classifier import ClassifierTrainConfig, train_classifier
 
 ROWS = [{"text": t, "label": l} for t, l in [
     ("The striker scored twice in the final.", "sport"), ("Stocks fell after the bank raised rates.", "business"),
@@ -93,7 +95,8 @@ def test_classifier_lora_run_saves_a_standard_adapter(prepared, tmp_path):
     # plain PEFT reload gives the same probabilities as lmdemo's own path
     from transformers import AutoModelForSequenceClassification
 
-    from lmdemo import sentiment, store
+    from lmdemo.jobs import sentiment
+    from lmdemo.models import store
 
     base = AutoModelForSequenceClassification.from_pretrained(store.ensure("all-minilm-l6-v2"), num_labels=2)
     peft_model = PeftModel.from_pretrained(base, str(out)).eval()
@@ -105,8 +108,8 @@ def test_classifier_lora_run_saves_a_standard_adapter(prepared, tmp_path):
 
 
 def test_worker_job_cancel_keeps_a_loadable_adapter_and_refuses_a_second_start(prepared, tmp_path):
-    from lmdemo.jobs import TrainingJobs
-    from lmdemo.sentiment import classify
+    from lmdemo.train.worker import TrainingJobs
+    from lmdemo.jobs.sentiment import classify
 
     jobs = TrainingJobs()
     out = tmp_path / "cancel-me"
@@ -129,7 +132,7 @@ def test_worker_job_cancel_keeps_a_loadable_adapter_and_refuses_a_second_start(p
 
 
 def test_worker_crash_is_reported(prepared, tmp_path):
-    from lmdemo.jobs import TrainingJobs
+    from lmdemo.train.worker import TrainingJobs
 
     jobs = TrainingJobs()
     jobs.start("broken", "classification", ROWS, ROWS[:4],
@@ -142,7 +145,8 @@ def test_card_and_merge_into_a_full_model(prepared, tmp_path):
     from huggingface_hub import ModelCard
     from transformers import AutoModelForSequenceClassification
 
-    from lmdemo import sentiment, store
+    from lmdemo.jobs import sentiment
+    from lmdemo.models import store
 
     out = tmp_path / "merge-me"
     train_classifier(ROWS, ROWS[:4], ClassifierTrainConfig(output_dir=str(out), epochs=1, batch_size=8))
@@ -150,7 +154,7 @@ def test_card_and_merge_into_a_full_model(prepared, tmp_path):
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.library_name == "peft"
     assert "eval_accuracy" in card.text and "business, sport" in card.text
 
-    merged = adapters.merge(str(out), tmp_path / "merged")
+    merged = merge(str(out), tmp_path / "merged")
     assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
     full = AutoModelForSequenceClassification.from_pretrained(merged).eval()
     tok = store.load_tokenizer(store.ensure("all-minilm-l6-v2"))
@@ -163,7 +167,7 @@ def test_card_and_merge_into_a_full_model(prepared, tmp_path):
 
 
 def test_estimate_measures_real_steps(prepared):
-    from lmdemo.estimate import estimate
+    from lmdemo.train.estimate import estimate
 
     est = estimate("classification", "all-minilm-l6-v2", n_train=100, batch_size=8, max_length=64, labels=4)
     assert est.steps_per_epoch == 13 and est.seconds_per_step > 0

@@ -3,11 +3,11 @@ import threading
 
 import pytest
 
-from lmdemo import textgen
+from lmdemo.engine import streaming as textgen
 from lmdemo.errors import InputError
-from lmdemo.generation import GenerationRequest, build_inputs, generate, generate_stream
-from lmdemo.loading import load
-from lmdemo.textgen import GenerationParams, neutralise_special_tokens
+from lmdemo.jobs.generation import GenerationRequest, build_inputs, generate, generate_stream
+from lmdemo.models.loading import load
+from lmdemo.engine.streaming import GenerationParams, neutralise_special_tokens
 
 SHORT = dict(max_new_tokens=12)
 

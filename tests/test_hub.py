@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from fake_hub import FakeHub
 
-from lmdemo import evaluation, hub, space
+from lmdemo.eval import evaluation
+from lmdemo.models import adapters, hub
+from lmdemo.serve import space
 from lmdemo.errors import AdapterError, InputError, ModelNotFoundError
-from lmdemo.sentiment import DEFAULT_ADAPTER, classify
+from lmdemo.jobs.sentiment import DEFAULT_ADAPTER, classify
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_lmdemoTestSecretToken1234567890"
@@ -33,7 +35,7 @@ def evals(prepared, tmp_path_factory):
 @pytest.fixture(scope="module")
 def dry_run(evals, tmp_path_factory):
     out = tmp_path_factory.mktemp("dry") / "upload"
-    result = hub.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", dry_run=out, eval_paths=evals)
+    result = adapters.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", dry_run=out, eval_paths=evals)
     assert result.dry_run and result.folder == out
     return out
 
@@ -87,14 +89,14 @@ def test_card_metadata_and_model_index_equal_the_eval_json(dry_run, evals):
 
 def test_dry_run_refuses_a_non_empty_folder_and_a_bad_repo_id(tmp_path, dry_run):
     with pytest.raises(InputError, match="not empty"):
-        hub.push(DEFAULT_ADAPTER, "alice/x", dry_run=dry_run)
+        adapters.push(DEFAULT_ADAPTER, "alice/x", dry_run=dry_run)
     with pytest.raises(InputError, match="USER/NAME"):
-        hub.push(DEFAULT_ADAPTER, "no-slash", dry_run=tmp_path / "a")
+        adapters.push(DEFAULT_ADAPTER, "no-slash", dry_run=tmp_path / "a")
     with pytest.raises(InputError, match="not valid"):
-        hub.push(DEFAULT_ADAPTER, "alice/bad name!", dry_run=tmp_path / "b")
+        adapters.push(DEFAULT_ADAPTER, "alice/bad name!", dry_run=tmp_path / "b")
     with pytest.raises(InputError, match="not JSON"):
         (tmp_path / "bad.json").write_text("{oops")
-        hub.push(DEFAULT_ADAPTER, "alice/x", dry_run=tmp_path / "c", eval_paths=[tmp_path / "bad.json"])
+        adapters.push(DEFAULT_ADAPTER, "alice/x", dry_run=tmp_path / "c", eval_paths=[tmp_path / "bad.json"])
 
 
 @pytest.fixture
@@ -102,23 +104,21 @@ def online(monkeypatch, tmp_path):
     """huggingface_hub pointed at a loopback Hub, with its own empty cache."""
     import huggingface_hub.constants as hc
 
-    from lmdemo import loading
-
     with FakeHub() as fake:
         monkeypatch.setenv("HF_ENDPOINT", fake.url)
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.delenv("HF_TOKEN", raising=False)
         monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-        monkeypatch.setattr(loading, "_hub_probe", None)
+        monkeypatch.setattr(hub, "_hub_probe", None)
         monkeypatch.setattr(hub, "_PULLED", {})
         yield fake
-    loading._hub_probe = None
+    hub._hub_probe = None
 
 
 def test_push_creates_the_repo_and_uploads_the_dry_run_files(online, dry_run, evals, caplog, capfd):
     caplog.set_level(logging.DEBUG)
-    result = hub.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", token=TOKEN, eval_paths=evals, private=True)
+    result = adapters.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", token=TOKEN, eval_paths=evals, private=True)
     repo = online.repos["alice/sentiment-minilm"]
     assert repo["type"] == "model" and repo["private"] is True
     assert sorted(repo["files"]) == sorted(p.name for p in dry_run.iterdir()) == sorted(result.files)
@@ -134,7 +134,7 @@ def test_a_refused_token_is_a_clear_error_that_never_shows_the_token(online, cap
     caplog.set_level(logging.DEBUG)
     online.refuse_token = TOKEN
     with pytest.raises(hub.HubError, match="token was refused") as info:
-        hub.push(DEFAULT_ADAPTER, "alice/refused", token=TOKEN)
+        adapters.push(DEFAULT_ADAPTER, "alice/refused", token=TOKEN)
     out, err = capfd.readouterr()
     assert TOKEN not in str(info.value) + out + err + caplog.text
 
@@ -155,10 +155,8 @@ def test_the_ui_push_never_echoes_the_token(online, caplog):
 
 
 def test_pull_an_adapter_by_id_loads_it_on_its_base(online, dry_run):
-    from webui.handlers import model_and_adapter
-
-    hub.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", token=TOKEN)
-    model, folder = model_and_adapter("alice/sentiment-minilm")
+    adapters.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", token=TOKEN)
+    model, folder = adapters.resolve_pick("alice/sentiment-minilm")
     assert model == "all-minilm-l6-v2" and (Path(folder) / "adapter_model.safetensors").is_file()
     pulled = classify(TEXTS, model="alice/sentiment-minilm")
     local = classify(TEXTS)
@@ -166,7 +164,7 @@ def test_pull_an_adapter_by_id_loads_it_on_its_base(online, dry_run):
     assert [round(r.score, 4) for r in pulled] == [round(r.score, 4) for r in local]
     # A model repo (no adapter_config.json) is not taken for an adapter.
     online.repos["bob/plain-model"] = {"type": "model", "private": False, "files": {"config.json": b"{}"}}
-    assert hub.split_pick("bob/plain-model") == ("bob/plain-model", None)
+    assert adapters.resolve_pick("bob/plain-model") == ("bob/plain-model", None)
 
 
 def test_pull_offline_is_a_clear_error():
@@ -217,7 +215,7 @@ def test_space_requirements_match_the_repo_pins():
 
 
 def test_demo_mode_caps_training(monkeypatch):
-    from lmdemo import jobs
+    from lmdemo.train import worker as jobs
     from lmdemo.config import DEMO_LIMITS, Settings, set_settings
 
     rows = [{"text": f"t{i}", "label": "a"} for i in range(1000)]
@@ -243,7 +241,7 @@ def test_built_space_starts_offline_and_answers(prepared, settings, tmp_path):
 
     folder = tmp_path / "space"
     files = space.build(folder)
-    assert {"app.py", "README.md", "requirements.txt", "lmdemo/adapters/sentiment-minilm/adapter_model.safetensors",
+    assert {"app.py", "README.md", "requirements.txt", "lmdemo/data/adapters/sentiment-minilm/adapter_model.safetensors",
             "lmdemo/data/eval/sentiment.jsonl", "webui/app.py"} <= set(files)
     assert not any(f.startswith(("tests/", "bench/")) or "__pycache__" in f for f in files)
     port = _free_port()
@@ -295,8 +293,8 @@ def test_an_adapter_without_a_known_base_needs_base_model(tmp_path):
     config["base_model_name_or_path"] = str(tmp_path / "some-local-model")
     (folder / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(AdapterError, match="--base-model"):
-        hub.push(folder, "alice/foreign", dry_run=tmp_path / "a")
+        adapters.push(folder, "alice/foreign", dry_run=tmp_path / "a")
     assert not (tmp_path / "a").exists()
-    hub.push(folder, "alice/foreign", dry_run=tmp_path / "b", base_model="org/base-model")
+    adapters.push(folder, "alice/foreign", dry_run=tmp_path / "b", base_model="org/base-model")
     assert json.loads((tmp_path / "b" / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/base-model"
     assert "base_model: org/base-model" in (tmp_path / "b" / "README.md").read_text()

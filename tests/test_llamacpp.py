@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmdemo import fastgen, llamacpp, store
+from lmdemo.engine import fastgen
+from lmdemo.engine import llamacpp
+from lmdemo.models import store
 from lmdemo.config import Settings, set_settings
 from lmdemo.config import ConfigError
 from lmdemo.errors import StoreError
-from lmdemo.generation import GenerationRequest, build_inputs
-from lmdemo.loading import load
-from lmdemo.registry import BUILTINS
-from lmdemo.textgen import GenerationParams, run_to_end, stream
+from lmdemo.jobs.generation import GenerationRequest, build_inputs
+from lmdemo.models.loading import load
+from lmdemo.models.registry import BUILTINS
+from lmdemo.engine.streaming import GenerationParams, run_to_end, stream
 from stream_helpers import stop_after
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from lmdemo import lmlab
+from lmdemo.jobs import lmlab
 from lmdemo.errors import InputError
-from lmdemo.lmlab import BigramModel, compare_perplexities, next_token_distribution, score_text, sentences
+from lmdemo.jobs.lmlab import BigramModel, compare_perplexities, next_token_distribution, score_text, sentences
 
 MODEL = "smollm2-135m-instruct"
 

@@ -3,10 +3,10 @@ import threading
 import pytest
 import torch
 
-from lmdemo import loading
+from lmdemo.models import adapters, loading
 from lmdemo.config import Settings
 from lmdemo.errors import AdapterError, ModelNotFoundError
-from lmdemo.loading import LoadSpec, ModelCache
+from lmdemo.models.loading import LoadSpec, ModelCache
 
 
 def chat(lm, question, max_new_tokens=16):
@@ -86,10 +86,10 @@ def test_adapter_name_cannot_escape_the_adapters_folder(tmp_path):
     settings = Settings(home=tmp_path)
     (tmp_path / "secret").mkdir()
     with pytest.raises(AdapterError, match="outside the adapters folder"):
-        loading.adapter_dir("../secret", settings)
+        adapters.adapter_dir("../secret", settings)
     (settings.adapters_dir / "mine").mkdir(parents=True)
     with pytest.raises(AdapterError, match="no adapter_config.json"):
-        loading.adapter_dir("mine", settings)
+        adapters.adapter_dir("mine", settings)
 
 
 def test_cache_reuses_loads_once_under_concurrency_and_respects_budget(prepared, tmp_path, settings):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from rouge_score import rouge_scorer
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from lmdemo.metrics import METRICS_DIR, available_metrics, load_metric
+from lmdemo.eval.metrics import METRICS_DIR, available_metrics, load_metric
 
 ALL = ["accuracy", "chrf", "f1", "perplexity", "rouge", "sacrebleu"]
 
@@ -323,7 +323,7 @@ def direct_nll(model, ids):
 
 @pytest.fixture(scope="module")
 def smollm(prepared):
-    from lmdemo import loading
+    from lmdemo.models import loading
 
     return loading.load("smollm2-135m-instruct")
 
@@ -375,7 +375,7 @@ def tiny(prepared):
     """A tiny random fp32 Llama with Gemma's tokenizer, which adds <bos> itself."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from lmdemo import store
+    from lmdemo.models import store
 
     tok = store.load_tokenizer(store.model_dir("gemma-3-270m"))
     torch.manual_seed(0)

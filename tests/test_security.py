@@ -72,7 +72,7 @@ def test_trust_remote_code_is_never_enabled():
 
 
 def test_pickled_uploads_are_refused_unopened(tmp_path, capsys):
-    from lmdemo import datasets_io
+    from lmdemo.data import tabular as datasets_io
     from lmdemo.errors import InputError
 
     marker = tmp_path / "unpickled"
@@ -86,7 +86,8 @@ def test_pickled_uploads_are_refused_unopened(tmp_path, capsys):
 def test_models_and_adapters_load_from_safetensors_only(tmp_path, prepared, settings):
     """A folder whose only weights are a pickle is refused, and the pickle never runs."""
     from lmdemo.errors import LmdemoError
-    from lmdemo.loading import adapter_dir, load
+    from lmdemo.models.adapters import adapter_dir
+    from lmdemo.models.loading import load
 
     marker = tmp_path / "unpickled"
     model = tmp_path / "pickled-model"

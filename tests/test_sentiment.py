@@ -1,6 +1,6 @@
 import pytest
 
-from lmdemo import sentiment
+from lmdemo.jobs import sentiment
 from lmdemo.errors import InputError
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmdemo import sft, store
+from lmdemo.train import sft
+from lmdemo.models import store
 from lmdemo.errors import InputError
-from lmdemo.loading import ADAPTER_META, load_for_training
-from lmdemo.sft import IGNORE_INDEX, SFTCollator, SFTConfig, format_example, prompt_text, train_sft
+from lmdemo.models.adapters import ADAPTER_META
+from lmdemo.models.loading import load_for_training
+from lmdemo.train.sft import IGNORE_INDEX, SFTCollator, SFTConfig, format_example, prompt_text, train_sft
 
 CHAT = "smollm2-135m-instruct"
 ROWS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lmdemo import store
+from lmdemo.models import store
 from lmdemo.config import Settings
 from lmdemo.errors import StoreError
 

@@ -1,7 +1,7 @@
 import pytest
 
 from lmdemo.errors import InputError
-from lmdemo.summarization import CHUNK_TOKENS, SummaryRequest, fit_length, summarize
+from lmdemo.jobs.summarization import CHUNK_TOKENS, SummaryRequest, fit_length, summarize
 
 NEWS = ("The city council voted on Tuesday to build a new public library in the town centre. The project will cost "
         "12 million euros and is expected to open in 2028. Supporters said the current library is too small and lacks "

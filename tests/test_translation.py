@@ -1,7 +1,7 @@
 import pytest
 
 from lmdemo.errors import InputError
-from lmdemo.translation import TranslationRequest, build_prompt, split_sentences, translate
+from lmdemo.jobs.translation import TranslationRequest, build_prompt, split_sentences, translate
 
 
 @pytest.mark.parametrize("source, target, text, expected", [

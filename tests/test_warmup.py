@@ -1,9 +1,10 @@
 """The app's background warm-up: the defaults are loaded, and their fast decoders built, before a first click."""
 
-from lmdemo import fastgen, warmup
+from lmdemo.engine import fastgen
+from lmdemo.serve import warmup
 from lmdemo.config import get_settings
-from lmdemo.loading import CACHE, load
-from lmdemo.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL, DEFAULT_ENCODER_MODEL
+from lmdemo.models.loading import CACHE, load
+from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL, DEFAULT_ENCODER_MODEL
 
 
 def test_warm_up_loads_the_defaults_and_builds_their_decoders(prepared):

@@ -7,11 +7,11 @@ import os
 
 import gradio as gr
 
-from lmdemo import warmup
-from lmdemo.adapters import list_adapters
+from lmdemo.serve import warmup
+from lmdemo.models.adapters import list_adapters
 from lmdemo.config import DEMO_LIMITS, get_settings
-from lmdemo.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
-from lmdemo.translation import LANGUAGES
+from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
+from lmdemo.jobs.translation import LANGUAGES
 
 from . import handlers as h
 from .i18n import I18N
@@ -218,7 +218,7 @@ def evaluate_tab() -> None:
 
 
 def finetune_tab() -> None:
-    from lmdemo.datasets_io import SAMPLES
+    from lmdemo.data.tabular import SAMPLES
 
     with gr.Row():
         task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft")], value="classification",
@@ -328,8 +328,8 @@ def api_endpoints() -> None:
                  temperature: float = 0.7, top_p: float = 0.9, top_k: int = 50, repetition_penalty: float = 1.1,
                  seed: int = 0, request: gr.Request = None) -> dict:
         """Generate a chat reply or a completion; returns text, tokens and tokens_per_second."""
-        from lmdemo.generation import GenerationRequest, generate as run
-        from lmdemo.textgen import GenerationParams
+        from lmdemo.jobs.generation import GenerationRequest, generate as run
+        from lmdemo.engine.streaming import GenerationParams
 
         params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                   repetition_penalty=repetition_penalty, seed=seed)
@@ -339,7 +339,7 @@ def api_endpoints() -> None:
     @h.friendly
     def sentiment(text: str, model: str = "", request: gr.Request = None) -> dict:
         """Label and score of one text."""
-        from lmdemo.sentiment import classify
+        from lmdemo.jobs.sentiment import classify
 
         r = classify([h._need(text, request)], **h._sentiment_source(model))[0]
         return {"text": r.text, "label": r.label, "score": r.score}
@@ -347,7 +347,7 @@ def api_endpoints() -> None:
     @h.friendly
     def sentiment_batch(texts: list[str], model: str = "", request: gr.Request = None) -> list[dict]:
         """Label and score of each text."""
-        from lmdemo.sentiment import classify
+        from lmdemo.jobs.sentiment import classify
 
         return [{"text": r.text, "label": r.label, "score": r.score}
                 for r in classify(list(texts or []), **h._sentiment_source(model))]
@@ -356,7 +356,7 @@ def api_endpoints() -> None:
     def summarize(text: str, length: int = 2, unit: str = "sentences", model: str = "",
                   request: gr.Request = None) -> dict:
         """Summary of a text, with lengths."""
-        from lmdemo.summarization import SummaryRequest, summarize as run
+        from lmdemo.jobs.summarization import SummaryRequest, summarize as run
 
         r = run(SummaryRequest(h._need(text, request), length=length, unit=unit, model=h._model(model)))
         return {"summary": r.summary, "input_words": r.input_words, "summary_words": r.summary_words,
@@ -366,7 +366,7 @@ def api_endpoints() -> None:
     def translate(text: str, source: str = "en", target: str = "fr", model: str = "",
                   request: gr.Request = None) -> dict:
         """Translation of a text between en, fr, de, es and zh."""
-        from lmdemo.translation import TranslationRequest, translate as run
+        from lmdemo.jobs.translation import TranslationRequest, translate as run
 
         return {"source": text, "translation": run(TranslationRequest(h._need(text, request), source, target,
                                                                       model=h._model(model)))}
@@ -374,7 +374,7 @@ def api_endpoints() -> None:
     @h.friendly
     def perplexity(text: str, model: str = "", request: gr.Request = None) -> dict:
         """Per-token log-probabilities and perplexity under a causal LM."""
-        from lmdemo.lmlab import score_text
+        from lmdemo.jobs.lmlab import score_text
 
         r = score_text(h._need(text, request), model=h._model(model) or DEFAULT_CHAT_MODEL)
         return {"perplexity": r.perplexity, "total_logprob": r.total_logprob,
@@ -383,7 +383,7 @@ def api_endpoints() -> None:
     @h.friendly
     def next_tokens(prefix: str, k: int = 10, model: str = "", request: gr.Request = None) -> list:
         """Top-k next tokens with probabilities."""
-        from lmdemo.lmlab import next_token_distribution
+        from lmdemo.jobs.lmlab import next_token_distribution
 
         return [[t, p] for t, p in next_token_distribution(h._need(prefix, request), k=k,
                                                             model=h._model(model) or DEFAULT_CHAT_MODEL)]
@@ -391,7 +391,7 @@ def api_endpoints() -> None:
     @h.friendly
     def bigram(text: str, corpus: str, k: float = 1.0, model: str = "", request: gr.Request = None) -> dict:
         """Perplexity of a text under the neural LM and under a bigram model fitted on the corpus."""
-        from lmdemo.lmlab import compare_perplexities
+        from lmdemo.jobs.lmlab import compare_perplexities
 
         return compare_perplexities(h._need(text, request), h._need(corpus, request), k=k,
                                     model=h._model(model) or DEFAULT_CHAT_MODEL)

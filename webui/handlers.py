@@ -11,15 +11,16 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from lmdemo import lmlab, store
+from lmdemo.jobs import lmlab
+from lmdemo.models import store
 from lmdemo.config import ConfigError
 from lmdemo.errors import InputError, LmdemoError
-from lmdemo.generation import GenerationRequest, generate_stream
-from lmdemo.registry import BUILTINS
-from lmdemo.sentiment import classify, read_texts, to_csv
-from lmdemo.summarization import SummaryRequest, summarize_stream
-from lmdemo.textgen import GenerationParams
-from lmdemo.translation import TranslationRequest, translate_stream
+from lmdemo.jobs.generation import GenerationRequest, generate_stream
+from lmdemo.models.registry import BUILTINS
+from lmdemo.jobs.sentiment import classify, read_texts, to_csv
+from lmdemo.jobs.summarization import SummaryRequest, summarize_stream
+from lmdemo.engine.streaming import GenerationParams
+from lmdemo.jobs.translation import TranslationRequest, translate_stream
 
 from .i18n import error_message, lang_of, text
 
@@ -86,22 +87,14 @@ def model_and_adapter(value: str | None) -> tuple[str | None, str | None]:
     Empty or a job's default -> (None, None); a fine-tuned adapter's name or folder -> (its base model,
     its folder); anything else is a model (built-in, folder or Hub id).
     """
-    from lmdemo.hub import adapter_base
-    from lmdemo.loading import adapter_dir
+    from lmdemo.models.adapters import resolve_pick
 
-    value = _model(value)
-    if value in (None, "default", BUNDLED_SENTIMENT):
-        return None, None
-    try:
-        folder = adapter_dir(value)
-    except LmdemoError:
-        return value, None
-    return adapter_base(folder), str(folder)
+    return (None, None) if value == BUNDLED_SENTIMENT else resolve_pick(value)
 
 
 def picker_choices(task: str, defaults: list[str]) -> list[str]:
     """Built-in choices plus the adapters of that kind (classification for sentiment, sft otherwise)."""
-    from lmdemo.adapters import list_adapters
+    from lmdemo.models.adapters import list_adapters
 
     return defaults + [a.name for a in list_adapters(task)]
 
@@ -305,7 +298,7 @@ def run_evaluation(task: str, upload: str | None, models: str, limit: float, req
 
     import pandas as pd
 
-    from lmdemo import evaluation
+    from lmdemo.eval import evaluation
 
     results = []
     for model, adapter, label in _candidates(models):
@@ -336,7 +329,7 @@ def run_evaluation(task: str, upload: str | None, models: str, limit: float, req
 
 def _training_source(sample: str | None, upload: str | None) -> tuple[str, str | None, str | None]:
     """(data source, validation source, task hint) from an upload or a bundled sample."""
-    from lmdemo import datasets_io
+    from lmdemo.data import tabular as datasets_io
 
     if upload:
         return upload, None, None
@@ -355,7 +348,7 @@ def _mapping(task: str, first_col: str | None, second_col: str | None) -> dict[s
 def check_training_data(task: str, sample: str | None, upload: str | None, first_col: str | None,
                         second_col: str | None, request: gr.Request = None):
     """Read and validate the data; preview rows, column choices and what will be trained on."""
-    from lmdemo import datasets_io
+    from lmdemo.data import tabular as datasets_io
 
     source, validation, _ = _training_source(sample, upload)
     rows, columns = datasets_io.read_rows(source)
@@ -379,8 +372,8 @@ def check_training_data(task: str, sample: str | None, upload: str | None, first
 def estimate_training(task: str, sample: str | None, upload: str | None, first_col: str | None,
                       second_col: str | None, base: str, quantize: str, lora_r: float, request: gr.Request = None,
                       progress=gr.Progress(track_tqdm=True)):
-    from lmdemo import datasets_io
-    from lmdemo.estimate import estimate
+    from lmdemo.data import tabular as datasets_io
+    from lmdemo.train.estimate import estimate
 
     source, validation, _ = _training_source(sample, upload)
     data = datasets_io.prepare(source, task, _mapping(task, first_col, second_col), validation=validation)
@@ -399,9 +392,9 @@ def _default_base(task: str) -> str:
 def start_training(task: str, sample: str | None, upload: str | None, first_col: str | None, second_col: str | None,
                    base: str, epochs: float, lr: float, lora_r: float, quantize: str, name: str,
                    request: gr.Request = None):
-    from lmdemo import datasets_io
-    from lmdemo.adapters import new_adapter_path
-    from lmdemo.jobs import JOBS
+    from lmdemo.data import tabular as datasets_io
+    from lmdemo.models.adapters import new_adapter_path
+    from lmdemo.train.worker import JOBS
 
     source, validation, _ = _training_source(sample, upload)
     data = datasets_io.prepare(source, task, _mapping(task, first_col, second_col), validation=validation)
@@ -415,7 +408,7 @@ def start_training(task: str, sample: str | None, upload: str | None, first_col:
 
 
 def cancel_training():
-    from lmdemo.jobs import JOBS
+    from lmdemo.train.worker import JOBS
 
     JOBS.cancel()
 
@@ -424,7 +417,7 @@ def training_status():
     """Progress line, loss plot data, comparison tables: polled by a timer, so a reloaded page re-attaches."""
     import pandas as pd
 
-    from lmdemo.jobs import JOBS
+    from lmdemo.train.worker import JOBS
 
     st = JOBS.poll()
     if st.state == "idle":
@@ -447,7 +440,7 @@ def training_status():
 
 
 def adapters_table() -> list[list[str]]:
-    from lmdemo.adapters import list_adapters
+    from lmdemo.models.adapters import list_adapters
 
     return [[a.name, a.task, a.base_model, ", ".join(f"{k} {v:.3f}" for k, v in a.metrics.items()
                                                      if isinstance(v, (int, float)))] for a in list_adapters()]
@@ -455,7 +448,7 @@ def adapters_table() -> list[list[str]]:
 
 @friendly
 def remove_adapter(name: str, request: gr.Request = None):
-    from lmdemo.adapters import remove
+    from lmdemo.models.adapters import remove
 
     remove(_need(name, request))
     gr.Info(f"Removed {name}.")
@@ -464,7 +457,8 @@ def remove_adapter(name: str, request: gr.Request = None):
 
 @friendly
 def merge_adapter(name: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    from lmdemo.adapters import merge, safe_name
+    from lmdemo.models.adapters import safe_name
+    from lmdemo.models.merge import merge
     from lmdemo.config import get_settings
 
     out = get_settings().home / "merged" / safe_name(_need(name, request))
@@ -477,7 +471,7 @@ def merge_adapter(name: str, request: gr.Request = None, progress=gr.Progress(tr
 @friendly
 def share_dry_run(adapter: str, repo_id: str, private: bool, token: str, request: gr.Request = None):
     """Build the exact upload folder and show its card; nothing leaves the machine."""
-    from lmdemo.hub import push
+    from lmdemo.models.adapters import push
 
     repo_id = _need(repo_id, request)
     out = Path(tempfile.mkdtemp(prefix="lmdemo-share-")) / repo_id.replace("/", "--")
@@ -490,7 +484,9 @@ def share_dry_run(adapter: str, repo_id: str, private: bool, token: str, request
 def share_push(adapter: str, repo_id: str, private: bool, token: str, oauth_token: gr.OAuthToken | None = None,
                request: gr.Request = None):
     """Push with the typed token, else the login button's, else (inside push) HF_TOKEN / the stored login."""
-    from lmdemo.hub import HubError, push, scrub
+    from lmdemo.errors import HubError
+    from lmdemo.models.adapters import push
+    from lmdemo.models.hub import scrub
 
     adapter, repo_id = _need(adapter, request), _need(repo_id, request)
     secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)

@@ -1,0 +1,1 @@
+"""Evaluation: scoring models on labelled sets with offline `evaluate` metrics, base vs fine-tuned."""

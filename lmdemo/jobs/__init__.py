@@ -1,0 +1,1 @@
+"""Jobs: one module per job, each a typed request -> typed result, streamed where the job streams."""

@@ -1,0 +1,1 @@
+"""Serving: the app's warm-up and the Hugging Face Space builder."""

@@ -1,0 +1,1 @@
+"""Training: LoRA classification and SFT, the estimate, and the worker process that runs a job."""

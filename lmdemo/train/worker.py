@@ -1,0 +1,189 @@
+"""One fine-tuning job at a time, run in a separate worker process.
+
+The app stays responsive, a crash in training cannot take it down, Cancel ends the worker for real
+(gracefully first, so the adapter trained so far is saved), and a reloaded page re-attaches to the
+job because its state lives here, not in the page.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lmdemo.errors import InputError
+
+CANCEL_GRACE_S = 90  # one SFT step on 2 cores can take ~10 s; beyond this the worker is terminated
+
+
+@dataclass
+class JobStatus:
+    state: str = "idle"  # idle | starting | running | finished | failed | cancelled
+    name: str = ""
+    task: str = ""
+    step: int = 0
+    max_steps: int = 0
+    started: float = 0.0
+    message: str = ""
+    output_dir: str = ""
+    losses: list[dict] = field(default_factory=list)  # {"step", "loss"} and {"step", "eval_loss"}
+    comparison: dict = field(default_factory=dict)  # base vs fine-tuned metrics and examples
+    notes: list[str] = field(default_factory=list)  # e.g. demo-mode caps applied to this run
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running")
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.started if self.started else 0.0
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.step / self.elapsed if self.step and self.elapsed else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.steps_per_second
+        return (self.max_steps - self.step) / rate if rate and self.max_steps else None
+
+
+def demo_limits(task: str, train: list[dict], validation: list[dict], config: dict
+                ) -> tuple[list[dict], list[dict], dict, list[str]]:
+    """In demo mode, cap rows, epochs and steps so one visitor's run cannot hold a shared Space for long."""
+    from lmdemo.config import DEMO_LIMITS, get_settings
+
+    if not get_settings().demo_mode:
+        return train, validation, config, []
+    lim, notes, config = DEMO_LIMITS, [], dict(config)
+    if len(train) > lim.max_train_rows:
+        notes.append(f"demo mode: trained on the first {lim.max_train_rows} of {len(train)} rows")
+        train = train[: lim.max_train_rows]
+    validation = validation[: max(20, lim.max_train_rows // 4)]
+    if config.get("epochs", 0) > lim.max_epochs:
+        notes.append(f"demo mode: {lim.max_epochs} epochs at most")
+        config["epochs"] = float(lim.max_epochs)
+    if task == "sft":
+        config["max_steps"] = min(config.get("max_steps") or lim.max_steps, lim.max_steps)
+        notes.append(f"demo mode: {config['max_steps']} steps at most")
+    return train, validation, config, notes
+
+
+def _worker(task: str, train: list[dict], validation: list[dict], config: dict, events, stop) -> None:
+    """Runs in the child process: train, compare with the base model, report through ``events``."""
+    try:
+        def log(entry: dict) -> None:
+            events.put({"type": "log", **{k: v for k, v in entry.items() if isinstance(v, (int, float, str))}})
+
+        if task == "classification":
+            from lmdemo.train.classifier import ClassifierTrainConfig, train_classifier
+
+            result = train_classifier(train, validation, ClassifierTrainConfig(**config), on_log=log, stop_event=stop)
+        else:
+            from lmdemo.train.sft import SFTConfig, train_sft
+
+            result = train_sft(train, validation, SFTConfig(**config), on_log=log, stop_event=stop)
+        events.put({"type": "status", "message": "evaluating base and fine-tuned models on the validation split"})
+        from lmdemo.eval.compare import compare_base_and_adapter
+
+        comparison = compare_base_and_adapter(task, validation, config.get("base_model"), result.output_dir)
+        events.put({"type": "done", "output_dir": result.output_dir, "comparison": comparison,
+                    "stopped": stop.is_set()})
+    except BaseException as exc:  # reported to the app; the worker then exits
+        events.put({"type": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+
+
+class TrainingJobs:
+    """The app's single training slot."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ctx = mp.get_context("spawn")  # a fresh interpreter: no torch thread state inherited by fork
+        self._proc = None
+        self._events = None
+        self._stop = None
+        self.status = JobStatus()
+
+    def start(self, name: str, task: str, train: list[dict], validation: list[dict], config: dict) -> JobStatus:
+        """Start a job; in demo mode its size is capped first (``status.message`` names the caps)."""
+        train, validation, config, notes = demo_limits(task, train, validation, config)
+        with self._lock:
+            self._drain()
+            if self.status.running:
+                raise InputError(f"A training job ({self.status.name}) is already running; wait for it or cancel it.")
+            self._events, self._stop = self._ctx.Queue(), self._ctx.Event()
+            self.status = JobStatus(state="starting", name=name, task=task, started=time.time(),
+                                    output_dir=config["output_dir"], notes=notes,
+                                    message="starting the worker process")
+            self._proc = self._ctx.Process(target=_worker, args=(task, train, validation, config, self._events,
+                                                                 self._stop), daemon=True, name="lmdemo-train")
+            self._proc.start()
+            return self.status
+
+    def cancel(self) -> JobStatus:
+        """Ask the worker to stop after the current step (it saves the adapter); kill it if it does not."""
+        with self._lock:
+            if not self.status.running or self._proc is None:
+                return self.status
+            self._stop.set()
+            self.status.message = "cancelling: stopping after the current step and saving the adapter"
+            proc = self._proc
+        threading.Thread(target=self._reap, args=(proc,), daemon=True).start()
+        return self.status
+
+    def _reap(self, proc) -> None:
+        proc.join(CANCEL_GRACE_S)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)
+
+    def poll(self) -> JobStatus:
+        with self._lock:
+            self._drain()
+            return self.status
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the job ends (CLI and tests)."""
+        deadline = None if timeout is None else time.time() + timeout
+        while self.poll().running and (deadline is None or time.time() < deadline):
+            time.sleep(0.5)
+        return self.status
+
+    def _drain(self) -> None:
+        if self._events is None:
+            return
+        st = self.status
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                break
+            kind = event.pop("type")
+            if kind == "log":
+                if st.state == "starting":
+                    st.state, st.message = "running", "training"
+                st.step = int(event.get("step", st.step))
+                st.max_steps = int(event.get("max_steps", st.max_steps) or st.max_steps)
+                for key in ("loss", "eval_loss"):
+                    if key in event:
+                        st.losses.append({"step": st.step, key: float(event[key])})
+            elif kind == "status":
+                st.message = event["message"]
+            elif kind == "done":
+                st.state = "cancelled" if event["stopped"] else "finished"
+                st.output_dir, st.comparison = event["output_dir"], event["comparison"]
+                st.message = ("cancelled; the adapter trained so far is saved" if event["stopped"]
+                              else "finished")
+            elif kind == "error":
+                st.state, st.message = "failed", event["message"]
+        if st.running and self._proc is not None and not self._proc.is_alive():
+            st.state = "cancelled" if self._stop is not None and self._stop.is_set() else "failed"
+            st.message = st.message if st.state == "cancelled" else f"the worker exited with code {self._proc.exitcode}"
+            if st.state == "cancelled" and not Path(st.output_dir, "adapter_model.safetensors").exists():
+                st.message = "cancelled before an adapter could be saved"
+
+
+JOBS = TrainingJobs()  # app-wide on purpose: one job per app, visible to every page that reloads
