@@ -36,7 +36,8 @@ def long_prompt(tokenizer, tokens: int = 1000) -> str:
 
 
 def lmdemo_call(lm, inputs, new: int) -> tuple[float, str, int]:
-    from lmdemo.engine.streaming import GenerationParams, run_to_end, stream
+    from lmdemo.engine.streaming import GenerationParams, stream
+    from lmdemo.jobs.base import run_to_end
 
     params = GenerationParams(max_new_tokens=new, temperature=0, repetition_penalty=1.0)
     t = time.perf_counter()

@@ -50,7 +50,8 @@ generated = None
 if causal:
     ids = tok("The weather today is", return_tensors="pt")
     if side == "lmdemo":
-        from lmdemo.engine.streaming import GenerationParams, run_to_end, stream
+        from lmdemo.engine.streaming import GenerationParams, stream
+        from lmdemo.jobs.base import run_to_end
         run_to_end(stream(lm, dict(ids), GenerationParams(max_new_tokens=8, temperature=0)))
     else:
         with torch.inference_mode():

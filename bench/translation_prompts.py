@@ -41,7 +41,7 @@ def main() -> None:
             for pair, items in subset.items():
                 for r in items:
                     req = TranslationRequest(r["source"], *pair, shots=shots, by_sentence=mode == "sentence")
-                    hyps[pair].append(translate(req))
+                    hyps[pair].append(translate(req).translation)
                     refs[pair].append(r["reference"])
                 print(f"  {shots} shots, {mode}, {pair}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
             per_pair = {"->".join(pair): sacrebleu.corpus_chrf(hyps[pair], [refs[pair]]).score for pair in subset}

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lmdemo.models import store
-from lmdemo.config import ConfigError
 from lmdemo.errors import LmdemoError
 from lmdemo.models.registry import BUILTINS
 
@@ -48,81 +47,112 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_input(args: argparse.Namespace) -> str:
+def _read_input(args: argparse.Namespace, name: str = "text") -> str:
     if getattr(args, "file", None):
-        from lmdemo.errors import InputError
         from lmdemo.data.files import read_text
+        from lmdemo.errors import InputError
 
         try:
             # the upload checks the app applies (size, empty, binary, UTF-8), with the app's 10 MB limit
             return read_text(args.file, 10 * 2**20)
         except OSError as exc:
             raise InputError(f"Cannot read {args.file}: {exc.strerror}") from None
-    return " ".join(args.text) if isinstance(args.text, list) else (args.text or "")
+    value = getattr(args, name)
+    return " ".join(value) if isinstance(value, list) else (value or "")
 
 
 def _emit(args: argparse.Namespace, obj: dict, plain: str) -> None:
     print(json.dumps(obj, ensure_ascii=False) if args.json else plain, flush=True)
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from lmdemo.jobs.generation import GenerationRequest, generate_stream
-    from lmdemo.engine.streaming import GenerationParams
+def _fields(args: argparse.Namespace, request_type: type, skip: tuple[str, ...] = ()) -> dict:
+    """The request's fields that the parser generated (see _request_args), by name."""
+    import dataclasses
 
-    params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                              top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed)
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(request_type)
+            if f.name not in skip and hasattr(args, f.name)}
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from lmdemo.engine.streaming import GenerationParams
+    from lmdemo.jobs.generation import GenerationRequest, generate_stream
+
+    params = GenerationParams(**_fields(args, GenerationParams))
     req = GenerationRequest(" ".join(args.prompt), mode=args.mode, model=args.model, adapter=args.adapter,
                             quantize=args.quantize, params=params)
-    shown, text, stats = 0, "", None
-    for text, stats in generate_stream(req):
+    shown, result = 0, None
+    for result in generate_stream(req):
         if not args.json:
-            print(text[shown:], end="", flush=True)
-            shown = len(text)
+            print(result.text[shown:], end="", flush=True)
+            shown = len(result.text)
     if args.json:
-        _emit(args, {"text": text, "tokens": stats.tokens, "tokens_per_second": round(stats.tokens_per_second, 2)}, "")
+        _emit(args, result.to_dict(), "")
     else:
-        print(f"\n[{stats.tokens} tokens, {stats.tokens_per_second:.1f} tok/s, {stats.finish_reason}, {stats.backend}]",
-              file=sys.stderr)
+        s = result.stats
+        print(f"\n[{s.tokens} tokens, {s.tokens_per_second:.1f} tok/s, {s.finish_reason}, {s.backend}]", file=sys.stderr)
     return 0
 
 
 def cmd_sentiment(args: argparse.Namespace) -> int:
-    from lmdemo.jobs.sentiment import classify, read_texts
+    from lmdemo.jobs.sentiment import SentimentRequest, read_texts, run
 
     texts = read_texts(args.file) if args.file else args.text
-    for r in classify(texts, model=args.model, adapter=args.adapter):
-        _emit(args, {"text": r.text, "label": r.label, "score": round(r.score, 4)}, f"{r.label}\t{r.score:.3f}\t{r.text}")
+    for r in run(SentimentRequest(texts, model=args.model, adapter=args.adapter)).results:
+        _emit(args, r.to_dict(), f"{r.label}\t{r.score:.3f}\t{r.text}")
     return 0
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     from lmdemo.jobs.summarization import SummaryRequest, summarize
 
-    unit, length = ("words", args.max_words) if args.max_words else ("sentences", args.sentences)
-    res = summarize(SummaryRequest(_read_input(args), length=length, unit=unit, model=args.model, adapter=args.adapter))
+    fields = _fields(args, SummaryRequest, skip=("text",))
+    if args.max_words:
+        fields.update(unit="words", length=args.max_words)
+    elif args.sentences:
+        fields.update(unit="sentences", length=args.sentences)
+    res = summarize(SummaryRequest(_read_input(args), **fields))
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
-    _emit(args, {"summary": res.summary}, res.summary)
+    _emit(args, res.to_dict(), res.summary)
     return 0
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
     from lmdemo.jobs.translation import TranslationRequest, translate
 
-    text = _read_input(args)
-    out = translate(TranslationRequest(text, args.source, args.target, model=args.model, adapter=args.adapter))
-    _emit(args, {"source": text, "translation": out}, out)
+    res = translate(TranslationRequest(_read_input(args), **_fields(args, TranslationRequest, skip=("text",))))
+    _emit(args, res.to_dict(), res.translation)
     return 0
 
 
 def cmd_perplexity(args: argparse.Namespace) -> int:
-    from lmdemo.jobs.lmlab import score_text
+    from lmdemo.jobs.lmlab import PerplexityRequest, perplexity
 
-    res = score_text(_read_input(args), model=args.model or "smollm2-135m-instruct", adapter=args.adapter)
+    res = perplexity(PerplexityRequest(_read_input(args), model=args.model, adapter=args.adapter))
     if res.note:
         print(f"note: {res.note}", file=sys.stderr)
-    _emit(args, {"perplexity": res.perplexity, "tokens": [[t.token, t.logprob] for t in res.tokens]},
+    _emit(args, res.to_dict(),
           f"perplexity {res.perplexity:.2f} over {len(res.tokens)} tokens (total log-prob {res.total_logprob:.2f})")
+    return 0
+
+
+def cmd_next_tokens(args: argparse.Namespace) -> int:
+    from lmdemo.jobs.lmlab import NextTokensRequest, next_tokens
+
+    res = next_tokens(NextTokensRequest(_read_input(args, "prefix"), k=args.k, model=args.model, adapter=args.adapter))
+    _emit(args, res.to_dict(), "\n".join(f"{p:.4f}\t{t!r}" for t, p in res.tokens))
+    return 0
+
+
+def cmd_bigram(args: argparse.Namespace) -> int:
+    from lmdemo.data.files import read_text
+    from lmdemo.jobs.lmlab import BigramRequest, bigram
+
+    corpus = read_text(args.corpus_file, 10 * 2**20) if args.corpus_file else (args.corpus or "")
+    res = bigram(BigramRequest(_read_input(args), corpus, k=args.k, model=args.model, adapter=args.adapter))
+    _emit(args, res.to_dict(), f"neural LM ({res.model}): perplexity {res.lm_perplexity:.2f} over {res.lm_tokens} "
+                               f"tokens\nbigram, add-{args.k:g}: perplexity {res.bigram_perplexity:.2f} over "
+                               f"{res.bigram_tokens} words")
     return 0
 
 
@@ -142,60 +172,74 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from lmdemo.eval import evaluation
+def _pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
     from lmdemo.errors import InputError
 
     mapping = {}
-    for pair in args.columns or []:
+    for pair in pairs or []:
         if "=" not in pair:
-            raise InputError(f"--columns takes FILE_COLUMN=FIELD pairs; got {pair!r}")
+            raise InputError(f"{flag} takes FILE_COLUMN=FIELD pairs; got {pair!r}")
         old, new = pair.split("=", 1)
         mapping[old] = new
-    result = evaluation.run(args.task, args.data, model=args.model, adapter=args.adapter, limit=args.limit,
-                            column_map=mapping)
+    return mapping
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lmdemo.eval import evaluation
+
+    models = list(args.models or []) + ([args.model] if args.model else [])
+    if args.adapter:
+        models.append(args.adapter)
+    req = evaluation.EvalRequest(args.task, args.data, models=models, limit=args.limit,
+                                 columns=_pairs(args.columns, "--columns"))
+    comparison = evaluation.compare_models(req)
     if args.predictions:
-        evaluation.write_predictions(result, args.predictions)
+        evaluation.write_predictions(comparison.results[0][1], args.predictions)
     if args.save:
-        evaluation.save(result, args.save)
+        evaluation.save(comparison.results[0][1], args.save)
     if args.json:
-        print(json.dumps(result.summary(), ensure_ascii=False))
-    else:
-        print(f"{result.task} · {result.model}{' + ' + result.adapter if result.adapter else ''} · "
+        summaries = [r.summary() for _, r in comparison.results]
+        print(json.dumps(summaries[0] if len(summaries) == 1 else comparison.to_dict(), ensure_ascii=False))
+        return 0
+    for label, result in comparison.results:
+        print(f"{result.task} · {label} ({result.model}{' + ' + result.adapter if result.adapter else ''}) · "
               f"{result.n} examples · {result.seconds:.1f} s")
         for name, value in result.metrics.items():
             print(f"  {name:<10} {value:.4f}")
     return 0
 
 
-def output_folder(output: str) -> str:
-    """A bare name goes into the adapters folder (so every model picker lists it); a path is used as given."""
-    from lmdemo.models.adapters import new_adapter_path
+def _finetune_request(args: argparse.Namespace):
+    from lmdemo.train.plan import FinetuneRequest
 
-    if "/" in output or output.startswith((".", "~")):
-        return str(Path(output).expanduser())
-    return str(new_adapter_path(output))
+    columns = {}
+    for column, field_ in ((args.text_column, "text"), (args.label_column, "label"),
+                           (args.prompt_column, "prompt"), (args.response_column, "response")):
+        if column:
+            columns[column] = field_
+    return FinetuneRequest(task=args.task, data=args.data, sample=args.sample, eval_data=args.eval_data,
+                           output=args.output or "", base=args.base, epochs=args.epochs, max_steps=args.max_steps,
+                           learning_rate=args.lr, lora_r=args.lora_r, quantize=args.quantize, seed=args.seed,
+                           columns=columns)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from lmdemo.train.plan import estimate_plan, plan
+
+    est = estimate_plan(plan(_finetune_request(args)))
+    _emit(args, est.to_dict(), est.text())
+    return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from lmdemo.data import tabular as datasets_io
-    from lmdemo.errors import InputError
+    from lmdemo.train.plan import plan, run_plan
 
-    task = {"sentiment": "classification"}.get(args.task, args.task)
-    mapping = {}
-    for column, field_ in ((args.text_column, "text"), (args.label_column, "label"),
-                           (args.prompt_column, "prompt"), (args.response_column, "response")):
-        if column:
-            mapping[column] = field_
-    data = datasets_io.prepare(args.data, task, mapping, validation=args.eval_data)
-    for note in data.notes:
+    planned = plan(_finetune_request(args))
+    for note in planned.data.notes:
         print(f"note: {note}", file=sys.stderr)
-    out = output_folder(args.output)
-    common = {"output_dir": out, "learning_rate": args.lr, "lora_r": args.lora_r, "quantize": args.quantize,
-              "epochs": args.epochs, "seed": args.seed}
     stop = threading.Event()
 
     def on_sigint(signum, frame):
@@ -207,29 +251,18 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        if task == "classification":
-            from lmdemo.train.classifier import ClassifierTrainConfig, train_classifier
-
-            cfg = ClassifierTrainConfig(base_model=args.base or "all-minilm-l6-v2",
-                                        **{k: v for k, v in common.items() if v is not None})
-            if args.max_steps:
-                raise InputError("--max-steps is for sft; classification trains whole epochs (--epochs).")
-            result = train_classifier(data.train, data.validation, cfg, stop_event=stop)
-        else:
-            from lmdemo.train.sft import SFTConfig, train_sft
-
-            cfg = SFTConfig(base_model=args.base or "smollm2-135m-instruct", max_steps=args.max_steps,
-                            **{k: v for k, v in common.items() if v is not None})
-            result = train_sft(data.train, data.validation, cfg, stop_event=stop)
+        result = run_plan(planned, stop_event=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
+    data = planned.data
     summary = {"output_dir": result.output_dir, "metrics": result.metrics, "stopped_early": stop.is_set(),
                "train_rows": len(data.train), "validation_rows": len(data.validation)}
     if not args.no_compare and data.validation:
         from lmdemo.eval.compare import compare_base_and_adapter
 
         # Base vs tuned on the validation split; the eval JSONs saved beside the adapter feed `lmdemo push`.
-        comparison = compare_base_and_adapter(task, data.validation, cfg.base_model, result.output_dir, examples=0)
+        comparison = compare_base_and_adapter(planned.task, data.validation, planned.config["base_model"],
+                                              result.output_dir, examples=0)
         summary["comparison"] = comparison["metrics"]
     print(json.dumps(summary, indent=2))
     return 0
@@ -245,9 +278,11 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         from lmdemo.models.merge import merge
 
         print(f"merged into {merge(args.name, args.out)}")
+    elif args.json:
+        print(json.dumps([a.to_dict() for a in adapters.list_adapters()], indent=2))
     else:
         for a in adapters.list_adapters():
-            print(f"{a.name:<28}{a.task:<16}{a.base_model:<24}{json.dumps(a.metrics)}")
+            print(f"{a.name:<28}{a.task:<16}{a.base_model:<24}{'(bundled) ' if a.bundled else ''}{json.dumps(a.metrics)}")
     return 0
 
 
@@ -274,18 +309,59 @@ def cmd_space(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="built-in name, local folder or Hub id")
-    p.add_argument("--adapter", help="PEFT adapter folder or name")
-    p.add_argument("--json", action="store_true", help="print one JSON object per result")
+def _request_args(p: argparse.ArgumentParser, request_type: type, names: tuple[str, ...]) -> None:
+    """Flags for a request's fields, with the request's own defaults and help (one source for every face)."""
+    import dataclasses
+
+    from lmdemo.jobs.base import defaults
+
+    values = defaults(request_type)
+    by_name = {f.name: f for f in dataclasses.fields(request_type)}
+    for name in names:
+        default = values.get(name)
+        kind = type(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else str
+        help_ = by_name[name].metadata.get("help", "")
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default,
+                       help=f"{help_} (default: {default})" if help_ else f"default: {default}")
 
 
-def _text_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("text", nargs="?", help="the text (or use --file)")
-    p.add_argument("--file", help="read the text from a UTF-8 file")
+def _model_args(p: argparse.ArgumentParser, json_help: str = "print the result as one JSON object") -> None:
+    p.add_argument("--model", help="built-in name, local folder, Hub id, or a fine-tuned adapter's name")
+    p.add_argument("--adapter", help="PEFT adapter folder or name (on top of --model)")
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
+def _text_args(p: argparse.ArgumentParser, name: str = "text") -> None:
+    p.add_argument(name, nargs="?", help=f"the {name} (or use --file)")
+    p.add_argument("--file", help=f"read the {name} from a UTF-8 file")
+
+
+def _finetune_args(p: argparse.ArgumentParser) -> None:
+    from lmdemo.data.tabular import SAMPLES
+
+    p.add_argument("task", choices=["classification", "sentiment", "sft"])
+    p.add_argument("--data", help="CSV, JSONL or Parquet file, or a Hub dataset id (online)")
+    p.add_argument("--sample", choices=list(SAMPLES), help="a bundled sample set instead of --data")
+    p.add_argument("--eval-data", help="validation file (default: 10 %% of --data held back)")
+    p.add_argument("--base", help="base model (default: all-minilm-l6-v2 for classification, smollm2 for sft)")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lora-r", type=int)
+    p.add_argument("--quantize", choices=["4bit"], help="QLoRA: base loaded in 4-bit")
+    p.add_argument("--seed", type=int)
+    for name in ("text", "label", "prompt", "response"):
+        p.add_argument(f"--{name}-column", help=f"file column holding the {name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lmdemo.engine.streaming import GenerationParams
+    from lmdemo.eval.evaluation import EvalRequest
+    from lmdemo.jobs.generation import GenerationRequest
+    from lmdemo.jobs.lmlab import BigramRequest, NextTokensRequest
+    from lmdemo.jobs.summarization import SummaryRequest
+    from lmdemo.jobs.translation import TranslationRequest
+
     parser = argparse.ArgumentParser(prog="python -m lmdemo", description="Run and compare small language models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -299,13 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="chat with an instruct model or complete text with a base model")
     gen.add_argument("prompt", nargs="+")
-    gen.add_argument("--mode", choices=["chat", "completion"], default="chat")
-    gen.add_argument("--max-new-tokens", type=int, default=128)
-    gen.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
-    gen.add_argument("--top-p", type=float, default=0.9)
-    gen.add_argument("--top-k", type=int, default=50)
-    gen.add_argument("--repetition-penalty", type=float, default=1.1)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--mode", choices=["chat", "completion"], default=GenerationRequest.mode)
+    _request_args(gen, GenerationParams, ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty",
+                                          "seed"))
     gen.add_argument("--quantize", choices=["none", "8bit", "4bit"])
     _model_args(gen)
     gen.set_defaults(func=cmd_generate)
@@ -313,20 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     sen = sub.add_parser("sentiment", help="positive/negative with a confidence for each text")
     sen.add_argument("text", nargs="*")
     sen.add_argument("--file", help=".txt (one text a line) or .csv with a `text` column")
-    _model_args(sen)
+    _model_args(sen, "print one JSON object per text")
     sen.set_defaults(func=cmd_sentiment)
 
     summ = sub.add_parser("summarize", help="summarise a text")
     _text_args(summ)
-    summ.add_argument("--max-words", type=int, help="summary length in words")
-    summ.add_argument("--sentences", type=int, default=2, help="summary length in sentences (default 2)")
+    _request_args(summ, SummaryRequest, ("length", "unit"))
+    summ.add_argument("--max-words", type=int, help="shorthand for --unit words --length N")
+    summ.add_argument("--sentences", type=int, help="shorthand for --unit sentences --length N")
     _model_args(summ)
     summ.set_defaults(func=cmd_summarize)
 
     tr = sub.add_parser("translate", help="translate between en, fr, de, es, zh")
     _text_args(tr)
-    tr.add_argument("--source", default="en")
-    tr.add_argument("--target", default="fr")
+    _request_args(tr, TranslationRequest, ("source", "target"))
     _model_args(tr)
     tr.set_defaults(func=cmd_translate)
 
@@ -335,36 +407,46 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(ppl)
     ppl.set_defaults(func=cmd_perplexity)
 
-    ev = sub.add_parser("eval", help="score a model or adapter on an eval set with lmdemo's offline metrics")
+    nt = sub.add_parser("next-tokens", help="the most likely next tokens after a prefix, with probabilities")
+    _text_args(nt, "prefix")
+    _request_args(nt, NextTokensRequest, ("k",))
+    _model_args(nt)
+    nt.set_defaults(func=cmd_next_tokens)
+
+    bg = sub.add_parser("bigram", help="a text's perplexity under the neural LM and under a bigram model of a corpus")
+    _text_args(bg)
+    bg.add_argument("--corpus", help="the corpus the bigram model is fitted on")
+    bg.add_argument("--corpus-file", help="read the corpus from a UTF-8 file")
+    _request_args(bg, BigramRequest, ("k",))
+    _model_args(bg)
+    bg.set_defaults(func=cmd_bigram)
+
+    ev = sub.add_parser("eval", help="score one or more models or adapters on an eval set with offline metrics")
     ev.add_argument("task", choices=["sentiment", "classification", "translation", "summarisation", "summarization",
                                      "generation"])
-    ev.add_argument("--data", help="JSONL or CSV file (default: the bundled set for the task)")
-    ev.add_argument("--limit", type=int, help="use the first N examples")
+    _request_args(ev, EvalRequest, ("data", "limit"))
+    ev.add_argument("--models", nargs="+", metavar="MODEL", help="several models to compare on the same rows")
     ev.add_argument("--columns", nargs="*", metavar="OLD=NEW", help="rename file columns to the task's fields")
-    ev.add_argument("--predictions", metavar="OUT.jsonl", help="write each example with its prediction")
-    ev.add_argument("--save", metavar="RESULTS.json", help="write the result summary as JSON")
+    ev.add_argument("--predictions", metavar="OUT.jsonl", help="write each example with its prediction (first model)")
+    ev.add_argument("--save", metavar="RESULTS.json", help="write the result summary as JSON (first model)")
     _model_args(ev)
     ev.set_defaults(func=cmd_eval)
 
     ft = sub.add_parser("finetune", help="LoRA fine-tuning: classification (alias sentiment) or sft")
-    ft.add_argument("task", choices=["classification", "sentiment", "sft"])
-    ft.add_argument("--data", required=True, help="CSV, JSONL or Parquet file, or a Hub dataset id (online)")
-    ft.add_argument("--eval-data", help="validation file (default: 10 %% of --data held back)")
+    _finetune_args(ft)
     ft.add_argument("--output", required=True, help="adapter name (saved in the adapters folder) or a folder path")
-    ft.add_argument("--base", help="base model (default: all-minilm-l6-v2 for classification, smollm2 for sft)")
-    ft.add_argument("--epochs", type=float)
-    ft.add_argument("--max-steps", type=int)
-    ft.add_argument("--lr", type=float)
-    ft.add_argument("--lora-r", type=int)
-    ft.add_argument("--quantize", choices=["4bit"], help="QLoRA: base loaded in 4-bit")
-    ft.add_argument("--seed", type=int)
     ft.add_argument("--no-compare", action="store_true",
                     help="skip scoring base and fine-tuned models on the validation split afterwards")
-    for name in ("text", "label", "prompt", "response"):
-        ft.add_argument(f"--{name}-column", help=f"file column holding the {name}")
     ft.set_defaults(func=cmd_finetune)
 
+    es = sub.add_parser("estimate", help="time and memory of a fine-tuning run, from two real optimiser steps")
+    _finetune_args(es)
+    es.add_argument("--output", default="", help=argparse.SUPPRESS)
+    es.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    es.set_defaults(func=cmd_estimate)
+
     ad = sub.add_parser("adapters", help="list, remove or merge fine-tuned adapters")
+    ad.add_argument("--json", action="store_true", help="print the list as JSON")
     ad.set_defaults(func=cmd_adapters)
     ad_sub = ad.add_subparsers(dest="adapters_command")
     rm = ad_sub.add_parser("remove")
@@ -409,11 +491,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    if getattr(args, "text", None) is not None and getattr(args, "file", None) and args.command != "sentiment":
-        parser.error("give the text or --file, not both")
+    for name in ("text", "prefix"):
+        if getattr(args, name, None) is not None and getattr(args, "file", None) and args.command != "sentiment":
+            parser.error(f"give the {name} or --file, not both")
     try:
         return func(args)
-    except (LmdemoError, ConfigError) as exc:
+    except LmdemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

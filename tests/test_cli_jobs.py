@@ -8,7 +8,7 @@ from test_cli import run_cli
 def test_generate_json_is_seeded(prepared):
     args = ("generate", "Say hello.", "--max-new-tokens", "8", "--seed", "5", "--json")
     first = json.loads(run_cli(*args).stdout)
-    assert set(first) == {"text", "tokens", "tokens_per_second"} and first["tokens"] > 0
+    assert {"text", "tokens", "tokens_per_second", "finish_reason", "backend"} <= set(first) and first["tokens"] > 0
     assert json.loads(run_cli(*args).stdout)["text"] == first["text"]
 
 
@@ -23,7 +23,7 @@ def test_sentiment_json_lines(prepared, tmp_path):
 
 def test_translate_summarize_perplexity(prepared):
     tr = json.loads(run_cli("translate", "Good night.", "--source", "en", "--target", "es", "--json").stdout)
-    assert tr["source"] == "Good night." and "noches" in tr["translation"].lower()
+    assert tr["text"] == "Good night." and tr["source"] == "en" and "noches" in tr["translation"].lower()
     summ = json.loads(run_cli("summarize", "The bakery on Main Street closed today after fifty years. Its owner is "
                                            "retiring and no buyer was found.", "--max-words", "20", "--json").stdout)
     assert 0 < len(summ["summary"].split()) <= 21
@@ -38,3 +38,22 @@ def test_bad_input_gives_one_line_and_nonzero_exit(prepared):
         out = run_cli(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_next_tokens_bigram_and_an_adapter_name_as_model(prepared):
+    top = json.loads(run_cli("next-tokens", "The capital of France is", "--k", "3", "--json").stdout)
+    assert len(top["tokens"]) == 3 and top["tokens"][0][0].strip() == "Paris"
+    cmp = json.loads(run_cli("bigram", "the cat sat", "--corpus", "the cat sat\nthe dog sat", "--json").stdout)
+    assert cmp["bigram_perplexity"] > 1 and cmp["lm_perplexity"] > 1 and cmp["bigram_tokens"] == 4
+    # The bundled adapter's name typed as the model: loaded on its base, the same answer as the default.
+    named = run_cli("sentiment", "What a lovely day.", "--model", "sentiment-minilm", "--json")
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout) == json.loads(run_cli("sentiment", "What a lovely day.", "--json").stdout)
+
+
+def test_eval_compares_several_models(prepared):
+    out = run_cli("eval", "sentiment", "--models", "default", "all-minilm-l6-v2", "--limit", "6", "--json")
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)["results"]
+    assert [r["label"] for r in results] == ["default", "all-minilm-l6-v2"] and all(r["n"] == 6 for r in results)
+    assert results[0]["adapter"] and not results[1]["adapter"]  # the bundled adapter vs the bare encoder

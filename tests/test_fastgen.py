@@ -10,7 +10,8 @@ from lmdemo.engine import streaming as textgen
 from lmdemo.config import Settings, set_settings
 from lmdemo.jobs.generation import GenerationRequest, build_inputs
 from lmdemo.models.loading import LoadedModel, LoadSpec, load
-from lmdemo.engine.streaming import GenerationParams, run_to_end, stream
+from lmdemo.engine.streaming import GenerationParams, stream
+from lmdemo.jobs.base import run_to_end
 from stream_helpers import stop_after
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

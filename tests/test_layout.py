@@ -96,3 +96,14 @@ def test_layers_are_subpackages_one_level_deep():
     assert flat == ["__init__.py", "__main__.py", "cli.py", "config.py", "errors.py"], flat
     for sub in ("models", "engine", "jobs", "train", "eval", "serve", "data"):
         assert (PACKAGE / sub / "__init__.py").is_file(), sub
+
+
+def test_the_facade_is_lazy_and_every_public_name_resolves():
+    import subprocess
+    import sys
+
+    code = ("import sys, lmdemo; assert 'torch' not in sys.modules, 'import lmdemo pulled in torch'; "
+            "[getattr(lmdemo, n) for n in lmdemo.__all__]; print(len(lmdemo.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 30

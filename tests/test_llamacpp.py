@@ -21,7 +21,8 @@ from lmdemo.errors import StoreError
 from lmdemo.jobs.generation import GenerationRequest, build_inputs
 from lmdemo.models.loading import load
 from lmdemo.models.registry import BUILTINS
-from lmdemo.engine.streaming import GenerationParams, run_to_end, stream
+from lmdemo.engine.streaming import GenerationParams, stream
+from lmdemo.jobs.base import run_to_end
 from stream_helpers import stop_after
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

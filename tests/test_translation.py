@@ -13,12 +13,12 @@ from lmdemo.jobs.translation import TranslationRequest, build_prompt, split_sent
     ("zh", "en", "我喜欢苹果。", ["apple"]),
 ])
 def test_simple_sentences(prepared, source, target, text, expected):
-    out = translate(TranslationRequest(text, source, target))
+    out = translate(TranslationRequest(text, source, target)).translation
     assert "\n" not in out and all(word.lower() in out.lower() for word in expected), out
 
 
 def test_multi_sentence_input_keeps_every_sentence(prepared):
-    out = translate(TranslationRequest("Good morning. Where is the station?", "en", "fr"))
+    out = translate(TranslationRequest("Good morning. Where is the station?", "en", "fr")).translation
     assert "gare" in out.lower() and out.count("?") == 1
 
 

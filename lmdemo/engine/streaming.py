@@ -315,14 +315,6 @@ def _cut(text: str, stop_strings: list[str] | None) -> str:
     return text[: min(positions)] if positions else text
 
 
-def run_to_end(events: Iterator[tuple[str, GenerationStats]]) -> tuple[str, GenerationStats]:
-    """Consume a stream and return its final text and stats."""
-    text, stats = "", GenerationStats()
-    for text, stats in events:
-        pass
-    return text, stats
-
-
 def neutralise_special_tokens(text: str, tokenizer) -> str:
     """Keep user text from forging template markup: special-token strings are broken with a zero-width space."""
     for token in sorted(set(tokenizer.all_special_tokens) | set(getattr(tokenizer, "added_tokens_encoder", {})),
@@ -330,10 +322,3 @@ def neutralise_special_tokens(text: str, tokenizer) -> str:
         if len(token) > 1 and token in text:
             text = text.replace(token, token[0] + "\u200b" + token[1:])
     return text
-
-
-def require_text(text: str | None, what: str = "text") -> str:
-    """The stripped text, or InputError when it is missing or blank."""
-    if text is None or not str(text).strip():
-        raise InputError(f"The {what} is empty: type some text first.")
-    return str(text)

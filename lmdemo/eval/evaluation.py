@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
@@ -53,6 +53,8 @@ class EvalResult:
         out = asdict(self)
         out.pop("predictions")
         return out
+
+    to_dict = summary
 
 
 def task_name(task: str) -> str:
@@ -149,6 +151,10 @@ def run_rows(task: str, rows: list[dict], model: str | None = None, adapter: str
              on_progress: Callable[[int, int], None] | None = None, dataset: str = "") -> EvalResult:
     """Predict and score rows that already carry the task's fields."""
     task = task_name(task)
+    if task in ("sentiment", "classification") and not model and not adapter:
+        from lmdemo.jobs.sentiment import DEFAULT_ADAPTER
+
+        adapter = DEFAULT_ADAPTER  # the job's default, named in the result
     start = time.perf_counter()
     predict = {"sentiment": _classify, "classification": _classify, "translation": _translate,
                "summarisation": _summarise, "generation": _generation}[task]
@@ -200,7 +206,7 @@ def _translate(rows, model, adapter, on_progress):
 
     for row in _progress(rows, "translate", on_progress):
         req = TranslationRequest(row["source"], row["source_lang"], row["target_lang"], model=model, adapter=adapter)
-        row["prediction"] = translate(req)
+        row["prediction"] = translate(req).translation
     preds, refs = [r["prediction"] for r in rows], [[r["reference"]] for r in rows]
     # sacrebleu's zh tokenizer splits Chinese characters and treats other text like 13a.
     tokenize = "zh" if any(r["target_lang"] == "zh" for r in rows) else "13a"
@@ -251,3 +257,84 @@ def write_predictions(result: EvalResult, path: str | Path) -> Path:
         for row in result.predictions:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+# ---------------------------------------------------------------- several models on one set
+
+REFERENCE = {"sentiment": "label", "classification": "label", "translation": "reference",
+             "summarisation": "summary", "generation": "response"}
+MAX_MODELS = 4  # each model scores every row: more than this is a batch job, not a comparison
+
+
+@dataclass
+class EvalRequest:
+    """Score one or more models (built-ins, folders, Hub ids, adapter names) on the same rows."""
+
+    task: str = field(default="sentiment", metadata={"help": "sentiment, classification, translation, "
+                                                               "summarisation or generation"})
+    data: str | None = field(default=None, metadata={"help": "JSONL/CSV file or Hub dataset id "
+                                                               "(default: the bundled set)"})
+    models: list[str] = field(default_factory=lambda: ["default"],
+                              metadata={"help": "models to compare; default = the task's default model"})
+    limit: int | None = field(default=50, metadata={"help": "score the first N examples"})
+    columns: dict[str, str] = field(default_factory=dict, metadata={"help": "file column -> task field"})
+
+    def __post_init__(self) -> None:
+        self.task = task_name(self.task)
+        if isinstance(self.models, str):
+            self.models = [m for m in self.models.replace("\n", ",").split(",")]
+        self.models = [str(m).strip() for m in self.models if str(m).strip()] or ["default"]
+        if len(self.models) > MAX_MODELS:
+            raise InputError(f"{len(self.models)} models given; one comparison takes at most {MAX_MODELS}.")
+        if self.limit is not None:
+            try:
+                self.limit = int(self.limit)
+            except (TypeError, ValueError):
+                raise InputError(f"`limit` must be a whole number; got {self.limit!r}") from None
+            if self.limit < 1:
+                raise InputError(f"`limit` must be at least 1; got {self.limit}")
+
+
+@dataclass
+class EvalComparison:
+    task: str
+    results: list[tuple[str, EvalResult]]  # (label as typed, result)
+
+    def metrics_rows(self) -> tuple[list[str], list[list]]:
+        """Header and one row per model: label, n, then each metric."""
+        names = list(self.results[0][1].metrics)
+        return ["model", "n", *names], [[label, r.n, *[round(r.metrics[m], 4) for m in names]]
+                                         for label, r in self.results]
+
+    def examples(self, width: int = 200) -> list[dict[str, str]]:
+        """Per example: input, reference and each model's prediction (a wrong label marked ✗)."""
+        ref = REFERENCE[self.task]
+        first = self.results[0][1].predictions
+        rows = []
+        for i, row in enumerate(first):
+            out = {"input": str(row.get("text") or row.get("source") or row.get("prompt"))[:width],
+                   "reference": str(row[ref])[:width]}
+            for label, res in self.results:
+                pred = res.predictions[i]["prediction"]
+                wrong = ref == "label" and str(pred) != str(row[ref])
+                out[label] = str(pred)[:width] + ("  ✗" if wrong else "")
+            rows.append(out)
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "results": [dict(r.summary(), label=label) for label, r in self.results]}
+
+
+def compare_models(req: EvalRequest, on_progress: Callable[[int, int], None] | None = None) -> EvalComparison:
+    """Each model of the request scored on the same rows."""
+    from lmdemo.models.adapters import resolve_pick
+
+    results = []
+    for label in req.models:
+        model, adapter = resolve_pick(label)
+        results.append((label, run(req.task, req.data, model=model, adapter=adapter, limit=req.limit,
+                                   column_map=req.columns, on_progress=on_progress)))
+    return EvalComparison(req.task, results)
+
+
+run_request = compare_models  # the job shape: a request in, a result with to_dict() out

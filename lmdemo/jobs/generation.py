@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator, NamedTuple
 
+from lmdemo.engine.streaming import GenerationParams, GenerationStats, neutralise_special_tokens, stream
 from lmdemo.errors import InputError
+from lmdemo.jobs.base import pick_model, require_text, run_to_end
 from lmdemo.models.loading import LoadedModel, load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
-from lmdemo.engine.streaming import GenerationParams, GenerationStats, neutralise_special_tokens, require_text, run_to_end, stream
+
+MAX_HISTORY_TURNS = 200  # earlier turns beyond this are dropped before templating
 
 
 @dataclass
@@ -17,10 +20,10 @@ class GenerationRequest:
     """One generation call; ``history`` holds earlier turns as {"role", "content"} dicts (chat mode)."""
 
     prompt: str
-    mode: str = "chat"  # chat | completion
-    model: str | None = None
+    mode: str = field(default="chat", metadata={"help": "chat (instruct model, chat template) or completion (raw text)"})
+    model: str | None = field(default=None, metadata={"help": "built-in, folder, Hub id or adapter name"})
     adapter: str | None = None
-    quantize: str | None = None
+    quantize: str | None = field(default=None, metadata={"help": "none, 8bit or 4bit (bitsandbytes)"})
     params: GenerationParams = field(default_factory=GenerationParams)
     history: list[dict[str, str]] = field(default_factory=list)
     system_prompt: str | None = None
@@ -28,7 +31,11 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         if self.mode not in ("chat", "completion"):
             raise InputError(f"`mode` must be chat or completion; got {self.mode!r}")
-        self.model = (self.model or "").strip() or (DEFAULT_CHAT_MODEL if self.mode == "chat" else DEFAULT_COMPLETION_MODEL)
+        if self.quantize is not None and self.quantize not in ("none", "8bit", "4bit"):
+            raise InputError(f"`quantize` must be none, 8bit or 4bit; got {self.quantize!r}")
+        default = DEFAULT_CHAT_MODEL if self.mode == "chat" else DEFAULT_COMPLETION_MODEL
+        self.model, self.adapter = pick_model(self.model, self.adapter, default)
+        self.history = list(self.history or [])[-MAX_HISTORY_TURNS:]
         for turn in self.history:
             if turn.get("role") not in ("user", "assistant", "system") or not isinstance(turn.get("content"), str):
                 raise InputError("Each history turn needs a role (user/assistant/system) and text content.")
@@ -67,13 +74,30 @@ def build_inputs(lm: LoadedModel, req: GenerationRequest) -> dict:
         turns = turns[2:] if len(turns) > 2 else turns[1:]  # drop the oldest exchange
 
 
-def generate_stream(req: GenerationRequest, stop: threading.Event | None = None) -> Iterator[tuple[str, GenerationStats]]:
-    """Stream (text so far, stats) for a chat reply or a completion."""
+class GenerationResult(NamedTuple):
+    """The reply so far (or whole) and its stats; unpacks as ``text, stats``."""
+
+    text: str
+    stats: GenerationStats
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.stats
+        return {"text": self.text, "tokens": s.tokens, "tokens_per_second": round(s.tokens_per_second, 2),
+                "first_token_seconds": round(s.first_token_seconds or 0.0, 3), "finish_reason": s.finish_reason,
+                "backend": s.backend}
+
+
+def generate_stream(req: GenerationRequest, stop: threading.Event | None = None) -> Iterator[GenerationResult]:
+    """Stream the growing chat reply or completion."""
     require_text(req.prompt, "prompt")
     lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
-    yield from stream(lm, build_inputs(lm, req), req.params, stop=stop)
+    for text, stats in stream(lm, build_inputs(lm, req), req.params, stop=stop):
+        yield GenerationResult(text, stats)
 
 
-def generate(req: GenerationRequest) -> tuple[str, GenerationStats]:
+def generate(req: GenerationRequest, stop: threading.Event | None = None) -> GenerationResult:
     """The whole reply at once."""
-    return run_to_end(generate_stream(req))
+    return run_to_end(generate_stream(req, stop))
+
+
+run, run_stream = generate, generate_stream  # the job shape every job module has

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from lmdemo.errors import InputError
+from lmdemo.jobs.base import pick_model
 from lmdemo.models.loading import load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL
 
@@ -42,6 +44,10 @@ class TextScore:
     perplexity: float
     model: str
     note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"perplexity": self.perplexity, "total_logprob": self.total_logprob,
+                "tokens": [[t.token, t.logprob] for t in self.tokens], "note": self.note}
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -271,3 +277,81 @@ def compare_perplexities(text: str, corpus: str, k: float = 1.0, model: str = DE
         "lm_tokens": len(scored.tokens),
         "bigram_tokens": len(bigram.steps(text)),
     }
+
+
+# ---------------------------------------------------------------- the lab's jobs, as requests and results
+
+_MODEL_HELP = {"help": "causal LM: built-in, folder, Hub id or adapter name"}
+
+
+@dataclass
+class PerplexityRequest:
+    text: str
+    model: str | None = field(default=None, metadata=_MODEL_HELP)
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
+
+
+@dataclass
+class NextTokensRequest:
+    prefix: str
+    k: int = field(default=10, metadata={"help": f"how many tokens to list (1-{MAX_TOP_K})"})
+    model: str | None = field(default=None, metadata=_MODEL_HELP)
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, float) and self.k == int(self.k):
+            self.k = int(self.k)
+        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
+
+
+@dataclass
+class NextTokens:
+    model: str
+    tokens: list[tuple[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "tokens": [[t, p] for t, p in self.tokens]}
+
+
+@dataclass
+class BigramRequest:
+    text: str
+    corpus: str
+    k: float = field(default=1.0, metadata={"help": f"add-k smoothing (0-{MAX_SMOOTHING:g})"})
+    model: str | None = field(default=None, metadata=_MODEL_HELP)
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
+
+
+@dataclass
+class BigramComparison:
+    model: str
+    lm_perplexity: float
+    bigram_perplexity: float
+    lm_tokens: int
+    bigram_tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lm_perplexity": self.lm_perplexity, "bigram_perplexity": self.bigram_perplexity,
+                "lm_tokens": self.lm_tokens, "bigram_tokens": self.bigram_tokens}
+
+
+def perplexity(req: PerplexityRequest) -> TextScore:
+    """Per-token log-probabilities and perplexity of a text."""
+    return score_text(req.text, model=req.model, adapter=req.adapter)
+
+
+def next_tokens(req: NextTokensRequest) -> NextTokens:
+    """The k most likely next tokens after a prefix."""
+    return NextTokens(req.model, next_token_distribution(req.prefix, k=req.k, model=req.model, adapter=req.adapter))
+
+
+def bigram(req: BigramRequest) -> BigramComparison:
+    """The text's perplexity under the neural LM and under a bigram model fitted on the corpus."""
+    return BigramComparison(req.model, **compare_perplexities(req.text, req.corpus, k=req.k, model=req.model,
+                                                               adapter=req.adapter))

@@ -12,9 +12,10 @@ import io
 import json
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,11 +34,43 @@ MAX_CHARS = 20_000  # per text; the classifier reads its first 256 tokens anyway
 
 
 @dataclass
+class SentimentRequest:
+    """Texts to label; no model: the bundled MiniLM sentiment adapter. A classification adapter's name works too."""
+
+    texts: list[str]
+    model: str | None = field(default=None, metadata={"help": "classifier: adapter name or folder, or a model"})
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        self.texts = _clean(self.texts)
+        if not self.adapter:
+            from lmdemo.models.adapters import resolve_pick
+
+            self.model, self.adapter = resolve_pick(self.model)
+
+
+@dataclass
 class SentimentResult:
     text: str
     label: str
     score: float
     scores: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "label": self.label, "score": self.score}
+
+
+@dataclass
+class SentimentBatch:
+    results: list[SentimentResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"results": [r.to_dict() for r in self.results]}
+
+
+def run(req: SentimentRequest) -> SentimentBatch:
+    """The job shape: a request in, every text's label and score out."""
+    return SentimentBatch(classify(req.texts, model=req.model, adapter=req.adapter))
 
 
 def _clean(texts: list[str]) -> list[str]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
 
+from lmdemo.engine.streaming import GenerationParams, neutralise_special_tokens, stream
 from lmdemo.errors import InputError
+from lmdemo.jobs.base import pick_model, require_text, run_to_end, split_sentences
 from lmdemo.models.loading import LoadedModel, load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL
-from lmdemo.engine.streaming import GenerationParams, neutralise_special_tokens, require_text, run_to_end, stream
 
 # SmolLM2 holds 8k tokens, but its summaries get vague well before that; chunks of this size
 # keep each partial summary faithful and leave room for the prompt and the answer.
@@ -21,9 +22,9 @@ MAX_INPUT_TOKENS = 8 * CHUNK_TOKENS
 @dataclass
 class SummaryRequest:
     text: str
-    length: int = 2
-    unit: str = "sentences"  # sentences | words
-    model: str | None = None
+    length: int = field(default=2, metadata={"help": "summary length in `unit`s (1-10 sentences, 5-300 words)"})
+    unit: str = field(default="sentences", metadata={"help": "sentences or words"})
+    model: str | None = field(default=None, metadata={"help": "built-in, folder, Hub id or adapter name"})
     adapter: str | None = None
     quantize: str | None = None
 
@@ -37,7 +38,7 @@ class SummaryRequest:
         lo, hi = (1, 10) if self.unit == "sentences" else (5, 300)
         if not lo <= self.length <= hi:
             raise InputError(f"`length` in {self.unit} must be between {lo} and {hi}; got {self.length}")
-        self.model = (self.model or "").strip() or DEFAULT_CHAT_MODEL
+        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
 
 
 @dataclass
@@ -48,6 +49,9 @@ class SummaryResult:
     input_tokens: int
     chunks: int = 1
     notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _instruction(req: SummaryRequest) -> str:
@@ -73,8 +77,6 @@ def _prompt(lm: LoadedModel, text: str, req: SummaryRequest) -> dict:
 
 def _chunks(lm: LoadedModel, text: str) -> list[str]:
     """Split on paragraph, then sentence, boundaries into pieces of at most CHUNK_TOKENS tokens."""
-    from lmdemo.jobs.translation import split_sentences
-
     tok = lm.tokenizer
     pieces = [s for para in text.split("\n\n") for s in (split_sentences(para) or [para])]
     chunks, current, size = [], [], 0
@@ -110,7 +112,7 @@ def summarize_stream(req: SummaryRequest, stop: threading.Event | None = None) -
     if len(chunks) > 1:
         result.chunks = len(chunks)
         result.notes.append(f"The text is {input_tokens} tokens: summarised in {len(chunks)} parts, then combined.")
-        partial_req = SummaryRequest("-", length=2, unit="sentences", model=req.model)
+        partial_req = SummaryRequest("-", length=2, unit="sentences", model=req.model, adapter=req.adapter)
         partials = []
         for i, chunk in enumerate(chunks, 1):
             out, _ = run_to_end(stream(lm, _prompt(lm, chunk, partial_req), _params(partial_req), stop=stop))
@@ -137,8 +139,6 @@ def _params(req: SummaryRequest) -> GenerationParams:
 
 def fit_length(summary: str, req: SummaryRequest) -> str:
     """Hold the summary to the asked length: the first N sentences, or whole sentences within N words."""
-    from lmdemo.jobs.translation import split_sentences
-
     sentences = split_sentences(summary) or [summary]
     if req.unit == "sentences":
         return " ".join(sentences[: req.length])
@@ -152,10 +152,9 @@ def fit_length(summary: str, req: SummaryRequest) -> str:
     return " ".join(summary.split()[: req.length]).rstrip(",;:") + "…"
 
 
-def summarize(req: SummaryRequest) -> SummaryResult:
+def summarize(req: SummaryRequest, stop: threading.Event | None = None) -> SummaryResult:
     """The final summary."""
-    result = None
-    for result in summarize_stream(req):
-        pass
-    assert result is not None
-    return result
+    return run_to_end(summarize_stream(req, stop))
+
+
+run, run_stream = summarize, summarize_stream  # the job shape every job module has

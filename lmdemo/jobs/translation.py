@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib.resources import files
-from typing import Iterator
+from typing import Any, Iterator
 
+from lmdemo.engine.streaming import GenerationParams, stream
 from lmdemo.errors import InputError
+from lmdemo.jobs.base import pick_model, require_text, run_to_end, split_sentences
 from lmdemo.models.loading import load
 from lmdemo.models.registry import DEFAULT_COMPLETION_MODEL
-from lmdemo.engine.streaming import GenerationParams, require_text, stream
 
 LANGUAGES: dict[str, str] = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "zh": "Chinese"}
 # Each sentence is one model call (~2 s here): a page is the most one request translates.
 MAX_CHARS = 5000
 _NO_SPACE = {"zh"}  # scripts written without spaces between sentences
-# A sentence ends at . ! ? (followed by space) or at the CJK full stops; abbreviations are rare in demo input.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])")
 
 
 @dataclass
 class TranslationRequest:
     text: str
-    source: str = "en"
-    target: str = "fr"
-    model: str | None = None
+    source: str = field(default="en", metadata={"help": "source language: " + ", ".join(LANGUAGES)})
+    target: str = field(default="fr", metadata={"help": "target language: " + ", ".join(LANGUAGES)})
+    model: str | None = field(default=None, metadata={"help": "built-in, folder, Hub id or adapter name"})
     adapter: str | None = None
     quantize: str | None = None
-    shots: int = 5  # chosen by chrF on the bundled eval set: see README
+    shots: int = 5  # chosen by chrF on the bundled eval set: see bench/README.md
     by_sentence: bool = True
     max_new_tokens: int = 256
 
@@ -48,7 +46,19 @@ class TranslationRequest:
             raise InputError(f"Source and target language are both {LANGUAGES[self.source]}.")
         if not 0 <= int(self.shots) <= len(_examples()):
             raise InputError(f"`shots` must be between 0 and {len(_examples())}; got {self.shots!r}")
-        self.model = (self.model or "").strip() or DEFAULT_COMPLETION_MODEL
+        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_COMPLETION_MODEL)
+
+
+@dataclass
+class TranslationResult:
+    text: str  # the source text
+    translation: str
+    source: str
+    target: str
+    sentences: int = 0  # sentences translated so far
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @lru_cache(maxsize=1)
@@ -64,15 +74,7 @@ def build_prompt(text: str, source: str, target: str, shots: int) -> str:
     return "\n\n".join(blocks)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of each non-empty line, in order."""
-    out: list[str] = []
-    for line in text.splitlines():
-        out.extend(s.strip() for s in _SENTENCE_END.split(line.strip()) if s.strip())
-    return out
-
-
-def translate_stream(req: TranslationRequest, stop: threading.Event | None = None) -> Iterator[str]:
+def translate_stream(req: TranslationRequest, stop: threading.Event | None = None) -> Iterator[TranslationResult]:
     """Yield the translation so far; each sentence (or the whole text) is one greedy few-shot completion."""
     require_text(req.text, "text to translate")
     lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
@@ -80,6 +82,10 @@ def translate_stream(req: TranslationRequest, stop: threading.Event | None = Non
     units = split_sentences(req.text) if req.by_sentence else [" ".join(req.text.split())]
     joiner = "" if req.target in _NO_SPACE else " "
     done: list[str] = []
+
+    def result(pieces: list[str]) -> TranslationResult:
+        return TranslationResult(req.text, joiner.join(pieces), req.source, req.target, len(done))
+
     for unit in units:
         prompt = build_prompt(unit, req.source, req.target, req.shots)
         inputs = dict(lm.tokenizer(prompt, return_tensors="pt"))
@@ -89,16 +95,16 @@ def translate_stream(req: TranslationRequest, stop: threading.Event | None = Non
         piece = ""
         # Each answer is one line: the newline that would start the next example ends it.
         for piece, _ in stream(lm, inputs, params, stop=stop, stop_strings=["\n"]):
-            yield joiner.join(done + [piece.strip()])
+            yield result(done + [piece.strip()])
         done.append(piece.strip())
         if stop is not None and stop.is_set():
             break
-    yield joiner.join(done)
+    yield result(done)
 
 
-def translate(req: TranslationRequest) -> str:
+def translate(req: TranslationRequest, stop: threading.Event | None = None) -> TranslationResult:
     """The whole translation."""
-    text = ""
-    for text in translate_stream(req):
-        pass
-    return text
+    return run_to_end(translate_stream(req, stop))
+
+
+run, run_stream = translate, translate_stream  # the job shape every job module has

@@ -21,6 +21,11 @@ class Estimate:
     trainable_params: int
     total_params: int
 
+    def to_dict(self) -> dict:
+        return {"text": self.text(), "seconds_per_step": self.seconds_per_step, "steps_per_epoch": self.steps_per_epoch,
+                "seconds_per_epoch": self.seconds_per_epoch, "peak_memory_mb": self.peak_memory_mb,
+                "trainable_params": self.trainable_params, "total_params": self.total_params}
+
     def text(self) -> str:
         return (f"~{self.seconds_per_epoch / 60:.1f} min per epoch ({self.steps_per_epoch} steps × "
                 f"{self.seconds_per_step:.2f} s) · ~{self.peak_memory_mb:.0f} MB of memory · "

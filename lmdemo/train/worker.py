@@ -78,14 +78,9 @@ def _worker(task: str, train: list[dict], validation: list[dict], config: dict, 
         def log(entry: dict) -> None:
             events.put({"type": "log", **{k: v for k, v in entry.items() if isinstance(v, (int, float, str))}})
 
-        if task == "classification":
-            from lmdemo.train.classifier import ClassifierTrainConfig, train_classifier
+        from lmdemo.train.plan import train_rows
 
-            result = train_classifier(train, validation, ClassifierTrainConfig(**config), on_log=log, stop_event=stop)
-        else:
-            from lmdemo.train.sft import SFTConfig, train_sft
-
-            result = train_sft(train, validation, SFTConfig(**config), on_log=log, stop_event=stop)
+        result = train_rows(task, train, validation, config, on_log=log, stop_event=stop)
         events.put({"type": "status", "message": "evaluating base and fine-tuned models on the validation split"})
         from lmdemo.eval.compare import compare_base_and_adapter
 

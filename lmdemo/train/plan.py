@@ -1,0 +1,148 @@
+"""A fine-tuning run planned once for every face: the data read and checked, the settings with their defaults.
+
+The CLI's ``finetune``, the Fine-tune tab and the API all build a :class:`FinetuneRequest` and call
+:func:`plan`; the defaults per task are the training configs' own (:func:`task_defaults`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmdemo.data import tabular
+from lmdemo.errors import InputError
+from lmdemo.models.adapters import new_adapter_path
+from lmdemo.train.classifier import ClassifierTrainConfig
+from lmdemo.train.sft import SFTConfig
+
+TASKS = ("classification", "sft")
+CONFIGS = {"classification": ClassifierTrainConfig, "sft": SFTConfig}
+# The estimate's synthetic batch per task: (rows per step, tokens per row).
+ESTIMATE_SHAPE = {"classification": (32, 128), "sft": (8, 256)}
+
+
+def task_name(task: str) -> str:
+    task = {"sentiment": "classification"}.get(str(task).strip(), str(task).strip())
+    if task not in TASKS:
+        raise InputError(f"Unknown fine-tuning task {task!r}; use classification (or sentiment) or sft.")
+    return task
+
+
+def task_defaults(task: str) -> dict[str, Any]:
+    """base, epochs, learning_rate, lora_r of a task: its training config's own defaults."""
+    fields = {f.name: f.default for f in dataclasses.fields(CONFIGS[task_name(task)])}
+    return {"base": fields["base_model"], "epochs": fields["epochs"], "learning_rate": fields["learning_rate"],
+            "lora_r": fields["lora_r"]}
+
+
+@dataclass
+class FinetuneRequest:
+    """One LoRA fine-tuning run: data, base model and the settings a user may change (None: the task's default)."""
+
+    task: str = field(default="classification", metadata={"help": "classification (alias sentiment) or sft"})
+    data: str | None = field(default=None, metadata={"help": "CSV, JSONL or Parquet file, or a Hub dataset id"})
+    sample: str | None = field(default=None, metadata={"help": "a bundled sample instead of a file: "
+                                                                 + ", ".join(tabular.SAMPLES)})
+    eval_data: str | None = field(default=None, metadata={"help": "validation file (default: 10 % held back)"})
+    output: str = field(default="", metadata={"help": "adapter name (in the adapters folder) or a folder path"})
+    base: str | None = field(default=None, metadata={"help": "base model (default: the task's)"})
+    epochs: float | None = None
+    max_steps: int | None = None
+    learning_rate: float | None = None
+    lora_r: int | None = None
+    quantize: str | None = field(default=None, metadata={"help": "4bit: QLoRA (base loaded in 4-bit)"})
+    seed: int | None = None
+    columns: dict[str, str] = field(default_factory=dict, metadata={"help": "file column -> field (text/label, "
+                                                                            "prompt/response)"})
+
+    def __post_init__(self) -> None:
+        self.task = task_name(self.task)
+        if self.quantize in ("", "none"):
+            self.quantize = None
+        if not self.data and not self.sample:
+            raise InputError("Upload a CSV/JSONL/Parquet file or pick a sample set.")
+        self.columns = {k: v for k, v in (self.columns or {}).items() if k and v and k != v}
+
+
+@dataclass
+class TrainingPlan:
+    name: str
+    output_dir: str
+    data: tabular.TrainingData
+    config: dict[str, Any]  # the training config's keyword arguments
+
+    @property
+    def task(self) -> str:
+        return self.data.task
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "task": self.task, "output_dir": self.output_dir,
+                "train_rows": len(self.data.train), "validation_rows": len(self.data.validation),
+                "labels": self.data.labels, "notes": self.data.notes, "config": self.config}
+
+    to_dict = summary
+
+
+def output_folder(output: str, task: str) -> Path:
+    """A bare name goes into the adapters folder (so every model picker lists it); a path is used as given."""
+    output = (output or "").strip() or f"{task}-adapter"
+    if "/" in output or output.startswith((".", "~")):
+        return Path(output).expanduser()
+    return new_adapter_path(output)
+
+
+def read_data(req: FinetuneRequest) -> tabular.TrainingData:
+    """The request's rows, renamed, checked and split into train and validation."""
+    source, validation = req.data, req.eval_data
+    if req.sample and not req.data:
+        sample_task, train, heldout = tabular.sample_path(req.sample)
+        if sample_task != req.task:
+            raise InputError(f"Sample {req.sample!r} is {sample_task} data; pick a {req.task} file.")
+        source, validation = str(train), validation or str(heldout)
+    return tabular.prepare(source, req.task, req.columns, validation=validation)
+
+
+def plan(req: FinetuneRequest) -> TrainingPlan:
+    """Read and check the data and settle every setting, before any model is loaded."""
+    data = read_data(req)
+    out = output_folder(req.output, req.task)
+    config: dict[str, Any] = {"output_dir": str(out), "base_model": (req.base or "").strip() or task_defaults(req.task)["base"]}
+    for key in ("epochs", "learning_rate", "lora_r", "quantize", "seed"):
+        if getattr(req, key) is not None:
+            config[key] = getattr(req, key)
+    if req.max_steps is not None:
+        if req.task != "sft":
+            raise InputError("--max-steps is for sft; classification trains whole epochs (--epochs).")
+        config["max_steps"] = req.max_steps
+    CONFIGS[req.task](**config)  # validated now, so a bad setting fails before the worker starts
+    return TrainingPlan(out.name, str(out), data, config)
+
+
+def estimate_plan(planned: TrainingPlan):
+    """Seconds per step and epoch, and memory, of the planned run (two real optimiser steps)."""
+    from lmdemo.train.estimate import estimate
+
+    batch, length = ESTIMATE_SHAPE[planned.task]
+    return estimate(planned.task, planned.config["base_model"], len(planned.data.train), batch, length,
+                    quantize=planned.config.get("quantize"), labels=max(2, len(planned.data.labels)),
+                    lora_r=int(planned.config.get("lora_r") or task_defaults(planned.task)["lora_r"]))
+
+
+def train_rows(task: str, train: list[dict], validation: list[dict], config: dict[str, Any], on_log=None,
+               stop_event=None):
+    """Train with the task's trainer; the CLI runs it in-process, the app in its worker process."""
+    if task == "classification":
+        from lmdemo.train.classifier import train_classifier
+
+        return train_classifier(train, validation, ClassifierTrainConfig(**config), on_log=on_log,
+                                stop_event=stop_event)
+    from lmdemo.train.sft import train_sft
+
+    return train_sft(train, validation, SFTConfig(**config), on_log=on_log, stop_event=stop_event)
+
+
+def run_plan(planned: TrainingPlan, on_log=None, stop_event=None):
+    """Train the planned run in this process."""
+    return train_rows(planned.task, planned.data.train, planned.data.validation, planned.config, on_log, stop_event)
