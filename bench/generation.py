@@ -29,8 +29,8 @@ SHORT = {"chat": "Write a long story about a dragon who learns to cook.",  # 20-
 
 
 def long_prompt(tokenizer, tokens: int = 1000) -> str:
-    """About `tokens` tokens of the README, as a summarisation request would send."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """About `tokens` tokens of a fixed English text (tests/data/long_text.md), as a summarisation request would send."""
+    text = (ROOT / "tests" / "data" / "long_text.md").read_text(encoding="utf-8")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"][:tokens]
     return tokenizer.decode(ids)
 

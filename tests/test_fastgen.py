@@ -14,7 +14,8 @@ from lmdemo.engine.streaming import GenerationParams, stream
 from lmdemo.jobs.base import run_to_end
 from stream_helpers import stop_after
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+# A fixed long English text (the project README as it was when the agreement floors were measured).
+README = (Path(__file__).resolve().parent / "data" / "long_text.md").read_text(encoding="utf-8")
 
 
 def reference(model, ids: torch.Tensor, new: int, penalty: float = 1.0) -> list[int]:
