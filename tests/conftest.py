@@ -8,11 +8,23 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared helpers (fake_hub, stream_helpers) for every folder
 
 import pytest  # noqa: E402
 
 from lmdemo.models import store  # noqa: E402
 from lmdemo.config import get_settings  # noqa: E402
+
+
+# Fixtures that need the built-in models (converted on first use: minutes on a fresh machine).
+BUILTIN_FIXTURES = {"prepared", "app", "app_url", "client"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on the built-ins are marked `builtin`, so the quick tier can leave them out."""
+    for item in items:
+        if BUILTIN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.builtin)
 
 
 @pytest.fixture(scope="session")

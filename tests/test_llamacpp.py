@@ -50,7 +50,9 @@ def test_gguf_file_is_reassembled_once(prepared, settings):
 
 
 def test_gguf_setting_without_llama_cpp_says_how_to_install(monkeypatch, settings):
-    monkeypatch.setattr(llamacpp, "available", lambda: False)
+    import lmdemo.config
+
+    monkeypatch.setattr(lmdemo.config, "find_spec", lambda name: None)  # as if llama-cpp-python were absent
     with pytest.raises(ConfigError, match="requirements-llama.txt"):
         Settings(home=settings.home, fastgen_weights="gguf")
 

@@ -97,7 +97,7 @@ def test_models_and_adapters_load_from_safetensors_only(tmp_path, prepared, sett
     with pytest.raises(LmdemoError, match="safetensors"):
         load(str(model), head="encoder")
     adapter = tmp_path / "pickled-adapter"
-    shutil.copytree(ROOT / "lmdemo" / "adapters" / "sentiment-minilm", adapter,
+    shutil.copytree(ROOT / "lmdemo" / "data" / "adapters" / "sentiment-minilm", adapter,
                     ignore=shutil.ignore_patterns("*.safetensors"))
     (adapter / "adapter_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
     with pytest.raises(LmdemoError, match="only safetensors"):

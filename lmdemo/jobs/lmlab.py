@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from lmdemo.errors import InputError
-from lmdemo.jobs.base import pick_model
+from lmdemo.jobs.base import pick_model, require_text
 from lmdemo.models.loading import load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL
 
@@ -78,11 +78,6 @@ def _piece(tokenizer, token_id: int) -> str:
     return raw or text  # sentencepiece byte fallback already reads '<0xE6>'
 
 
-def _check_text(text: str, what: str = "text") -> None:
-    if not isinstance(text, str) or not text.strip():
-        raise InputError(f"`{what}` is empty: type some text to score.")
-
-
 def _exp(x: float) -> float:
     try:
         return math.exp(x)
@@ -123,7 +118,7 @@ def _logprobs(lm, input_ids: list[int]) -> torch.Tensor:
 def score_text(text: str, model: str = DEFAULT_CHAT_MODEL, adapter: str | None = None,
                max_tokens: int = 1024) -> TextScore:
     """Score every token of `text` with a causal LM (one forward pass, no chat template)."""
-    _check_text(text)
+    require_text(text, "`text`")
     if max_tokens < 1:
         raise InputError(f"`max_tokens` must be at least 1; got {max_tokens}.")
     lm = load(model, adapter=adapter)
@@ -158,7 +153,7 @@ def score_text(text: str, model: str = DEFAULT_CHAT_MODEL, adapter: str | None =
 def next_token_distribution(prefix: str, k: int = 10, model: str = DEFAULT_CHAT_MODEL,
                             adapter: str | None = None) -> list[tuple[str, float]]:
     """The k most likely next tokens after `prefix`, with probabilities, most likely first."""
-    _check_text(prefix, "prefix")
+    require_text(prefix, "`prefix`")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_TOP_K:
         raise InputError(f"`k` must be a whole number from 1 to {MAX_TOP_K}; got {k!r}.")
     lm = load(model, adapter=adapter)
@@ -242,7 +237,7 @@ class BigramModel:
 
     def steps(self, text: str) -> list[tuple[str, str, float]]:
         """Each prediction the model makes on `text`: (history, word, P(word | history))."""
-        _check_text(text)
+        require_text(text, "`text`")
         seq = self.tokens(text)
         return [(v, w, self.prob(w, v)) for v, w in zip(seq, seq[1:]) if w != BOS]
 
