@@ -106,9 +106,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     from lmdemo.jobs.summarization import SummaryRequest, summarize
 
     fields = _fields(args, SummaryRequest, skip=("text",))
-    if args.max_words:
+    if args.max_words is not None:
         fields.update(unit="words", length=args.max_words)
-    elif args.sentences:
+    elif args.sentences is not None:
         fields.update(unit="sentences", length=args.sentences)
     res = summarize(SummaryRequest(_read_input(args), **fields))
     for note in res.notes:

@@ -8,9 +8,19 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ENDPOINTS = {"/generate", "/sentiment", "/sentiment_batch", "/summarize", "/translate", "/perplexity",
-             "/next_tokens", "/bigram"}
+             "/next_tokens", "/bigram", "/evaluate", "/finetune_check", "/finetune_estimate", "/finetune_start",
+             "/finetune_status", "/finetune_cancel", "/models", "/models_prepare", "/adapters", "/adapters_remove",
+             "/adapters_merge", "/share_dry_run", "/share_push"}
 REQUIRED = {"prompt": "Say hello.", "text": "The cat sat on the mat. It was happy.", "prefix": "The cat",
-            "corpus": "the cat sat\nthe dog sat", "texts": ["I love it.", "Awful."]}
+            "corpus": "the cat sat\nthe dog sat", "texts": ["I love it.", "Awful."],
+            "adapter": "sentiment-minilm", "repo_id": "alice/x"}
+# Left out of the every-endpoint call: they change the machine (train, delete, write, upload) or take minutes;
+# each has its own test (here, in test_finetune/test_hub) or is a thin call of one that has.
+MUTATING = {"/finetune_start", "/finetune_cancel", "/models_prepare", "/adapters_remove", "/adapters_merge",
+            "/share_push"}
+# Inputs the every-endpoint call adds beyond the required ones: a shorter run, or data the endpoint needs.
+EXTRA = {"/generate": {"max_new_tokens": 16}, "/evaluate": {"limit": 5},
+         "/finetune_check": {"sample": "topics (4 classes)"}, "/finetune_estimate": {"sample": "topics (4 classes)"}}
 
 
 def readme_api() -> dict[str, tuple[list[tuple[str, object]], str]]:
@@ -20,7 +30,8 @@ def readme_api() -> dict[str, tuple[list[tuple[str, object]], str]]:
     for row in re.findall(r"^\| `(/\w+)` \|(.*)\|(.*)\|$", section, flags=re.M):
         endpoint, inputs, returns = (cell.strip() for cell in row)
         params = [(name, json.loads(default) if default else REQUIRED_MARK)
-                  for name, default in re.findall(r'`(\w+)`(?:=("[^"]*"|-?[\d.]+))?', inputs)]
+                  for name, default in re.findall(r'`(\w+)`(?:=("[^"]*"|-?[\d.]+(?:e-?\d+)?|true|false|null))?',
+                                                  inputs)]
         table[endpoint] = (params, returns.replace("`", ""))
     return table
 
@@ -43,20 +54,26 @@ def test_the_api_is_exactly_the_readme_table(client):
 
 def test_every_endpoint_returns_the_documented_shape(client):
     """Each endpoint called with its required inputs only, as a script would; the result has the README's shape."""
+    called = set()
     for endpoint, (params, returns) in readme_api().items():
+        if endpoint in MUTATING:
+            continue
         kwargs = {name: REQUIRED[name] for name, default in params if default is REQUIRED_MARK}
-        if endpoint == "/generate":
-            kwargs["max_new_tokens"] = 16  # keeps the test short; the default is checked above
+        kwargs.update(EXTRA.get(endpoint, {}))  # the defaults themselves are checked above
         out = client.predict(api_name=endpoint, **kwargs)
-        keys = set(re.findall(r'"(\w+)"', returns))
-        if returns.startswith("list of {"):
-            assert isinstance(out, list) and out and all(set(item) == keys for item in out), (endpoint, out)
-        elif returns.startswith("{"):
-            assert isinstance(out, dict) and set(out) == keys, (endpoint, out)
-        else:  # [[token, probability], ...]
-            assert returns.startswith("[[")
-            assert isinstance(out, list) and out and all(
-                len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], float) for pair in out), out
+        assert_shape(endpoint, out, returns)
+        called.add(endpoint)
+    assert called == ENDPOINTS - MUTATING
+
+
+def assert_shape(endpoint: str, out, returns: str) -> None:
+    """The result's keys are the README cell's quoted names (a list of such dicts for "list of {...}")."""
+    keys = set(re.findall(r'"(\w+)"', returns))
+    if returns.startswith("list of {"):
+        assert isinstance(out, list) and out and all(set(item) == keys for item in out), (endpoint, out)
+    else:
+        assert returns.startswith("{")
+        assert isinstance(out, dict) and set(out) == keys, (endpoint, out)
 
 
 def test_the_readme_example_runs(client):
@@ -91,7 +108,8 @@ def test_summarize_translate_and_lab(client):
     ppl = client.predict(text="The cat sat on the mat.", api_name="/perplexity")
     assert ppl["perplexity"] > 1 and len(ppl["tokens"]) >= 6
     top = client.predict(prefix="The capital of France is", k=3, api_name="/next_tokens")
-    assert top[0][0].strip() == "Paris"
+    assert len(top["tokens"]) == 3 and top["tokens"][0][0].strip() == "Paris"
+    assert all(isinstance(t, str) and isinstance(p, float) for t, p in top["tokens"])
     cmp = client.predict(text="the cat sat", corpus="the cat sat\nthe dog sat", k=1.0, api_name="/bigram")
     assert cmp["bigram_perplexity"] > 1 and cmp["lm_perplexity"] > 1
 
@@ -108,3 +126,46 @@ def test_bad_input_is_a_clear_error_and_the_app_keeps_serving(client):
     with pytest.raises(AppError, match="offline"):
         client.predict(prompt="hi", model="nobody/nothing", api_name="/generate")
     assert client.predict(text="Great value.", api_name="/sentiment")["label"] == "positive"
+
+
+def test_generate_streams_through_submit(client):
+    """A script sees the reply grow: several partial results before the final one, which predict also returns."""
+    job = client.submit(prompt="Describe a cat in one sentence.", max_new_tokens=24, temperature=0,
+                        api_name="/generate")
+    outputs = list(job)
+    final = job.result()
+    assert len(outputs) > 2, outputs  # at least two partial results before the last
+    assert outputs[-1] == final and final["tokens"] > outputs[0]["tokens"]
+    assert all(final["text"].startswith(o["text"].rstrip()) for o in outputs[:-1]), outputs
+    assert final["finish_reason"] in ("eos", "length")
+
+
+def test_evaluate_compares_two_models(client):
+    out = client.predict(task="sentiment", models="default, sentiment-minilm", limit=5, api_name="/evaluate")
+    assert out["task"] == "sentiment"
+    assert [r["label"] for r in out["results"]] == ["default", "sentiment-minilm"]
+    assert all(r["n"] == 5 and 0 <= r["metrics"]["accuracy"] <= 1 for r in out["results"]), out
+
+
+def test_finetune_check_counts_rows_without_training(client):
+    out = client.predict(task="classification", sample="topics (4 classes)", api_name="/finetune_check")
+    assert out["train_rows"] > 0 and out["validation_rows"] > 0, out
+    assert out["labels"] == ["business", "food", "science", "sport"]
+    assert client.predict(api_name="/finetune_status")["state"] in ("idle", "finished", "failed", "cancelled")
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="sample set"):
+        client.predict(task="classification", api_name="/finetune_check")  # neither data nor sample
+
+
+def test_adapters_lists_the_bundled_one(client):
+    adapters = {a["name"]: a for a in client.predict(api_name="/adapters")}
+    assert adapters["sentiment-minilm"]["bundled"] is True
+    assert adapters["sentiment-minilm"]["task"] == "classification"
+
+
+def test_share_dry_run_lists_the_upload_files(client):
+    out = client.predict(adapter="sentiment-minilm", repo_id="alice/x", api_name="/share_dry_run")
+    assert out["dry_run"] is True and out["repo_id"] == "alice/x"
+    assert {"README.md", "adapter_config.json", "adapter_model.safetensors"} <= set(out["files"]), out["files"]
+    assert "base_model_relation: adapter" in out["card"]

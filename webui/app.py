@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Iterator
 
 import gradio as gr
 
-from lmdemo.serve import warmup
-from lmdemo.models.adapters import list_adapters
 from lmdemo.config import DEMO_LIMITS, get_settings
+from lmdemo.engine.streaming import GenerationParams
+from lmdemo.eval.evaluation import EvalRequest, compare_models
+from lmdemo.jobs.generation import GenerationRequest, generate_stream
+from lmdemo.jobs.lmlab import (BigramRequest, NextTokensRequest, PerplexityRequest, bigram, next_tokens,
+                               perplexity)
+from lmdemo.jobs.sentiment import SentimentRequest, run as run_sentiment
+from lmdemo.jobs.summarization import SummaryRequest, summarize_stream
+from lmdemo.jobs.translation import LANGUAGES, TranslationRequest, translate_stream
+from lmdemo.models import store
+from lmdemo.models.adapters import list_adapters, remove
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
-from lmdemo.jobs.translation import LANGUAGES
+from lmdemo.serve import warmup
+from lmdemo.train.plan import FinetuneRequest, estimate_plan, plan
 
 from . import handlers as h
+from .handlers import BIGRAM, EVAL, FT, GEN, GEN_REQ, NEXT, SUM, TR
 from .i18n import I18N
 
 log = logging.getLogger("lmdemo.webui")
@@ -22,6 +33,9 @@ i = I18N  # i("key") marks a string for translation in the browser
 MAX_FILE_SIZE = "10mb"
 QUEUE_SIZE = 64
 CAUSAL_CHOICES = [DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL]
+# The summary length slider per unit (within the request's limits: 1-10 sentences, 5-300 words).
+SUMMARY_RANGE = {"sentences": (1, 10), "words": (5, 200)}
+SUMMARY_STEP = {"sentences": 1, "words": 5}
 
 
 def _examples(rows: list[list], inputs: list) -> gr.Examples:
@@ -37,8 +51,8 @@ def _model_box(default: str, choices: list[str]) -> gr.Dropdown:
 def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
     stop = gr.State(h.StopEvent())  # one per browser session
     with gr.Row():
-        mode = gr.Radio([(i("mode_chat"), "chat"), (i("mode_completion"), "completion")], value="chat",
-                        label=i("mode"), scale=2)
+        mode = gr.Radio([(i("mode_chat"), "chat"), (i("mode_completion"), "completion")], value=GEN_REQ["mode"],
+                        label=i("mode"), scale=2, elem_id="generate-mode")
         model = _model_box(DEFAULT_CHAT_MODEL, CAUSAL_CHOICES)
         quantize = gr.Dropdown(["none", "8bit", "4bit"], value="none", label=i("quantize"), scale=1)
     chatbot = gr.Chatbot(label=i("chat"), height=340)
@@ -50,13 +64,16 @@ def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
     stats = gr.Markdown(label=i("stats"))
     with gr.Accordion(i("settings"), open=False):
         with gr.Row():
-            max_new = gr.Slider(1, 1024, value=256, step=1, label=i("max_new_tokens"))
-            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=i("temperature"))
-            top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label=i("top_p"))
+            max_new = gr.Slider(1, 1024, value=GEN["max_new_tokens"], step=1, label=i("max_new_tokens"),
+                                elem_id="generate-max_new_tokens")
+            temperature = gr.Slider(0, 2, value=GEN["temperature"], step=0.05, label=i("temperature"),
+                                    elem_id="generate-temperature")
+            top_p = gr.Slider(0.05, 1, value=GEN["top_p"], step=0.05, label=i("top_p"), elem_id="generate-top_p")
         with gr.Row():
-            top_k = gr.Slider(0, 200, value=50, step=1, label=i("top_k"))
-            rep = gr.Slider(0.8, 2, value=1.1, step=0.05, label=i("repetition_penalty"))
-            seed = gr.Number(value=0, precision=0, label=i("seed"))
+            top_k = gr.Slider(0, 200, value=GEN["top_k"], step=1, label=i("top_k"), elem_id="generate-top_k")
+            rep = gr.Slider(0.8, 2, value=GEN["repetition_penalty"], step=0.05, label=i("repetition_penalty"),
+                            elem_id="generate-repetition_penalty")
+            seed = gr.Number(value=GEN["seed"], precision=0, label=i("seed"), elem_id="generate-seed")
     _examples([["What is a language model? Answer in two sentences.", "chat"],
                  ["Give me three tips for a job interview.", "chat"],
                  ["Explain photosynthesis to a ten-year-old.", "chat"],
@@ -114,9 +131,10 @@ def summarise_tab() -> tuple[gr.Dropdown, str, list[str]]:
     model = _model_box(DEFAULT_CHAT_MODEL, [DEFAULT_CHAT_MODEL])
     text_in = gr.Textbox(label=i("summary_text"), lines=8)
     with gr.Row():
-        unit = gr.Radio([(i("sentences"), "sentences"), (i("words"), "words")], value="sentences",
-                        label=i("length_unit"))
-        length = gr.Slider(1, 10, value=1, step=1, label=i("length"))
+        unit = gr.Radio([(i("sentences"), "sentences"), (i("words"), "words")], value=SUM["unit"],
+                        label=i("length_unit"), elem_id="summarize-unit")
+        length = gr.Slider(*SUMMARY_RANGE[SUM["unit"]], value=SUM["length"], step=SUMMARY_STEP[SUM["unit"]],
+                           label=i("length"), elem_id="summarize-length")
     with gr.Row():
         run = gr.Button(i("summarise"), variant="primary")
         stop_btn = gr.Button(i("stop"), variant="stop")
@@ -128,7 +146,8 @@ def summarise_tab() -> tuple[gr.Dropdown, str, list[str]]:
         "modern facilities such as computers and study rooms. Opponents argued that the money should be spent on "
         "repairing roads. The mayor said construction would begin next spring and promised that local companies "
         "would be hired.", "sentences", 1]], inputs=[text_in, unit, length])
-    unit.change(lambda u: gr.Slider(1, 10, value=2, step=1) if u == "sentences" else gr.Slider(5, 200, value=40, step=5),
+    unit.change(lambda u: gr.Slider(*SUMMARY_RANGE[u], value=SUM["length"] if u == SUM["unit"] else 40,
+                                    step=SUMMARY_STEP[u]),
                 unit, length, queue=False, api_visibility="private")
     ev = run.click(h.summarise, [text_in, unit, length, model, stop], [summary, lengths], concurrency_id="causal-lm",
                    api_name="ui_summarise", api_visibility="private")
@@ -140,9 +159,9 @@ def translate_tab() -> tuple[gr.Dropdown, str, list[str]]:
     stop = gr.State(h.StopEvent())
     langs = [(name, code) for code, name in LANGUAGES.items()]
     with gr.Row():
-        source = gr.Dropdown(langs, value="en", label=i("source_lang"))
+        source = gr.Dropdown(langs, value=TR["source"], label=i("source_lang"), elem_id="translate-source")
         swap = gr.Button(i("swap"), scale=0, min_width=90)
-        target = gr.Dropdown(langs, value="fr", label=i("target_lang"))
+        target = gr.Dropdown(langs, value=TR["target"], label=i("target_lang"), elem_id="translate-target")
         model = _model_box(DEFAULT_COMPLETION_MODEL, [DEFAULT_COMPLETION_MODEL])
     with gr.Row():
         text_in = gr.Textbox(label=i("source_text"), lines=5)
@@ -178,7 +197,7 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
         gr.Markdown(i("lab_next"))
         with gr.Row():
             prefix = gr.Textbox(label=i("prefix"), value="The capital of France is", scale=3)
-            k = gr.Slider(1, 30, value=10, step=1, label=i("top_k_show"))
+            k = gr.Slider(1, 30, value=NEXT["k"], step=1, label=i("top_k_show"), elem_id="next_tokens-k")
         run_next = gr.Button(i("predict"))
         plot = gr.BarPlot(x="token", y="probability", label=i("next_plot"), sort="-y", height=300)
     run_next.click(h.lab_next, [prefix, k, model], plot, concurrency_id="causal-lm", api_name="ui_lab_next", api_visibility="private")
@@ -187,7 +206,7 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
         corpus = gr.Textbox(label=i("corpus"), lines=4, value=(
             "the cat sat on the mat.\nthe dog sat on the rug.\na cat and a dog played on the mat.\n"
             "the cat slept on the rug."))
-        smoothing = gr.Number(value=1.0, label=i("smoothing"))
+        smoothing = gr.Number(value=BIGRAM["k"], label=i("smoothing"), elem_id="bigram-k")
         run_cmp = gr.Button(i("compare"))
         comparison = gr.Markdown()
     run_cmp.click(h.lab_bigram, [text_in, corpus, smoothing, model], comparison, concurrency_id="causal-lm",
@@ -198,10 +217,11 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
 def evaluate_tab() -> None:
     with gr.Row():
         task = gr.Dropdown(["sentiment", "classification", "translation", "summarisation", "generation"],
-                           value="sentiment", label=i("task"))
-        limit = gr.Slider(1, 400, value=50, step=1, label=i("limit"))
+                           value=EVAL["task"], label=i("task"), elem_id="evaluate-task")
+        limit = gr.Slider(1, 400, value=EVAL["limit"], step=1, label=i("limit"), elem_id="evaluate-limit")
     with gr.Row():
-        models = gr.Textbox(value="default", label=i("eval_models"), scale=2)
+        models = gr.Textbox(value=", ".join(EVAL["models"]), label=i("eval_models"), scale=2,
+                            elem_id="evaluate-models")
         upload = gr.File(label=i("eval_file"), file_types=[".jsonl", ".csv", ".tsv"], type="filepath")
     with gr.Row():
         run = gr.Button(i("evaluate"), variant="primary")
@@ -220,9 +240,10 @@ def evaluate_tab() -> None:
 def finetune_tab() -> None:
     from lmdemo.data.tabular import SAMPLES
 
+    base_default, epochs_default, lr_default, r_default = h.task_settings(FT["task"])
     with gr.Row():
-        task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft")], value="classification",
-                        label=i("task"))
+        task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft")], value=FT["task"],
+                        label=i("task"), elem_id="finetune-task")
         sample = gr.Dropdown(list(SAMPLES), value="topics (4 classes)", label=i("sample"))
         upload = gr.File(label=i("train_file"), file_types=[".csv", ".jsonl", ".json", ".parquet", ".tsv"],
                          type="filepath", elem_id="finetune-upload")
@@ -234,11 +255,11 @@ def finetune_tab() -> None:
     preview = gr.Dataframe(label=i("preview"), headers=["text", "label"], interactive=False, wrap=True)
     with gr.Accordion(i("train_settings"), open=True):
         with gr.Row():
-            base = gr.Dropdown(["all-minilm-l6-v2", "smollm2-135m-instruct", "gemma-3-270m"], value="all-minilm-l6-v2",
-                               allow_custom_value=True, label=i("model"))
-            epochs = gr.Slider(1, 20, value=6, step=1, label=i("epochs"))
-            lr = gr.Number(value=1e-3, label=i("learning_rate"))
-            lora_r = gr.Slider(2, 64, value=16, step=2, label=i("lora_r"))
+            base = gr.Dropdown(["all-minilm-l6-v2", "smollm2-135m-instruct", "gemma-3-270m"], value=base_default,
+                               allow_custom_value=True, label=i("model"), elem_id="finetune-base")
+            epochs = gr.Slider(1, 20, value=epochs_default, step=1, label=i("epochs"), elem_id="finetune-epochs")
+            lr = gr.Number(value=lr_default, label=i("learning_rate"), elem_id="finetune-learning_rate")
+            lora_r = gr.Slider(2, 64, value=r_default, step=2, label=i("lora_r"), elem_id="finetune-lora_r")
             quantize = gr.Dropdown(["none", "4bit"], value="none", label=i("quantize"))
             name = gr.Textbox(value="topics", label=i("adapter_name"))
     with gr.Row():
@@ -280,8 +301,7 @@ def finetune_tab() -> None:
         share_md = gr.Markdown()
         card = gr.Code(language="markdown", label="README.md", interactive=False)
 
-    task.change(lambda t: ("all-minilm-l6-v2", 6, 1e-3) if t == "classification" else ("smollm2-135m-instruct", 2, 2e-4),
-                task, [base, epochs, lr], queue=False, api_visibility="private")
+    task.change(h.task_settings, task, [base, epochs, lr, lora_r], queue=False, api_visibility="private")
     data_inputs = [task, sample, upload, first_col, second_col]
     for trigger in (check.click, upload.upload, sample.change):
         trigger(h.check_training_data, data_inputs, [preview, data_summary, first_col, second_col],
@@ -319,87 +339,196 @@ def models_tab() -> None:
 
 
 # ---------------------------------------------------------------- API (gradio_client)
+# Plain, typed endpoints for scripts, documented in the README's API section. Each builds the library's request
+# (defaults read from it), calls the library and returns the result's to_dict(); errors are one-line AppErrors.
+# The streaming jobs are generators: Client.submit sees the result grow, Client.predict gets the last (whole) one.
+
+@h.friendly
+def api_generate(prompt: str, mode: str = GEN_REQ["mode"], model: str = "", max_new_tokens: int = GEN["max_new_tokens"],
+                 temperature: float = GEN["temperature"], top_p: float = GEN["top_p"], top_k: int = GEN["top_k"],
+                 repetition_penalty: float = GEN["repetition_penalty"], seed: int = GEN["seed"],
+                 request: gr.Request = None) -> Iterator[dict]:
+    """Generate a chat reply or a completion, streamed; each update has text, tokens, tokens_per_second, ..."""
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                              repetition_penalty=repetition_penalty, seed=seed)
+    for res in generate_stream(GenerationRequest(h.need(prompt, request), mode=mode, model=model, params=params)):
+        yield res.to_dict()
+
+
+@h.friendly
+def api_sentiment(text: str, model: str = "", request: gr.Request = None) -> dict:
+    """Label and score of one text (model: a classification adapter or model; empty = the bundled one)."""
+    return run_sentiment(SentimentRequest([h.need(text, request)], model=model)).results[0].to_dict()
+
+
+@h.friendly
+def api_sentiment_batch(texts: list[str], model: str = "", request: gr.Request = None) -> list[dict]:
+    """Label and score of each text."""
+    return [r.to_dict() for r in run_sentiment(SentimentRequest(list(texts or []), model=model)).results]
+
+
+@h.friendly
+def api_summarize(text: str, length: int = SUM["length"], unit: str = SUM["unit"], model: str = "",
+                  request: gr.Request = None) -> Iterator[dict]:
+    """Summary of a text (length in sentences or words), streamed; with input and summary lengths."""
+    req = SummaryRequest(h.need(text, request), length=length, unit=unit, model=model)
+    for res in summarize_stream(req):
+        yield res.to_dict()
+
+
+@h.friendly
+def api_translate(text: str, source: str = TR["source"], target: str = TR["target"], model: str = "",
+                  request: gr.Request = None) -> Iterator[dict]:
+    """Translation of a text between en, fr, de, es and zh, streamed sentence by sentence."""
+    for res in translate_stream(TranslationRequest(h.need(text, request), source, target, model=model)):
+        yield res.to_dict()
+
+
+@h.friendly
+def api_perplexity(text: str, model: str = "", request: gr.Request = None) -> dict:
+    """Per-token log-probabilities and perplexity under a causal LM."""
+    return perplexity(PerplexityRequest(h.need(text, request), model=model)).to_dict()
+
+
+@h.friendly
+def api_next_tokens(prefix: str, k: int = NEXT["k"], model: str = "", request: gr.Request = None) -> dict:
+    """Top-k next tokens with probabilities."""
+    return next_tokens(NextTokensRequest(h.need(prefix, request), k=k, model=model)).to_dict()
+
+
+@h.friendly
+def api_bigram(text: str, corpus: str, k: float = BIGRAM["k"], model: str = "", request: gr.Request = None) -> dict:
+    """Perplexity of a text under the neural LM and under a bigram model (add-k) fitted on the corpus."""
+    return bigram(BigramRequest(h.need(text, request), h.need(corpus, request), k=k, model=model)).to_dict()
+
+
+@h.friendly
+def api_evaluate(task: str = EVAL["task"], data: str = "", models: str = ", ".join(EVAL["models"]),
+                 limit: int | None = EVAL["limit"], columns: str = "") -> dict:
+    """Score up to 4 models (comma-separated: default, built-ins, adapters, Hub ids) on the same rows.
+
+    data: a JSONL/CSV file on the server or a Hub dataset id (empty = the bundled set); columns: "old=new, ...".
+    """
+    req = EvalRequest(task, data or None, models=models, limit=limit, columns=h.pairs(columns))
+    return compare_models(req).to_dict()
+
+
+def _finetune(task: str, data: str, sample: str, columns: str, **settings) -> FinetuneRequest:
+    return FinetuneRequest(task=task, data=data or None, sample=sample or None, columns=h.pairs(columns), **settings)
+
+
+@h.friendly
+def api_finetune_check(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "") -> dict:
+    """Read and check the training data (a server-side file, a Hub dataset id or a bundled sample); starts nothing."""
+    return plan(_finetune(task, data, sample, columns)).to_dict()
+
+
+@h.friendly
+def api_finetune_estimate(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "",
+                          base: str = "", quantize: str = "", lora_r: int | None = FT["lora_r"]) -> dict:
+    """Memory and time per epoch of the run, measured with two real LoRA steps (empty/None: the task's default)."""
+    req = _finetune(task, data, sample, columns, base=base or None, quantize=quantize or None, lora_r=lora_r)
+    return estimate_plan(plan(req)).to_dict()
+
+
+@h.friendly
+def api_finetune_start(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "", base: str = "",
+                       epochs: float | None = FT["epochs"], learning_rate: float | None = FT["learning_rate"],
+                       lora_r: int | None = FT["lora_r"], quantize: str = "", max_steps: int | None = FT["max_steps"],
+                       seed: int | None = FT["seed"], name: str = "") -> dict:
+    """Start a LoRA fine-tuning run in the app's training slot (one at a time); poll /finetune_status.
+
+    Settings left empty/None take the task's defaults; name: the adapter's name (default TASK-adapter).
+    """
+    req = _finetune(task, data, sample, columns, base=base or None, epochs=epochs, learning_rate=learning_rate,
+                    lora_r=lora_r, quantize=quantize or None, max_steps=max_steps, seed=seed,
+                    output=h.adapter_name(name))
+    planned, status = h.start_job(req)
+    return dict(planned.to_dict(), state=status.state, message=status.message,
+                notes=planned.data.notes + status.notes)
+
+
+@h.friendly
+def api_finetune_status() -> dict:
+    """The training job: state, step, losses so far and, when finished, the base-vs-fine-tuned comparison."""
+    from lmdemo.train.worker import JOBS
+
+    return h.job_dict(JOBS.poll())
+
+
+@h.friendly
+def api_finetune_cancel() -> dict:
+    """Stop the training job after its current step (the adapter trained so far is saved)."""
+    from lmdemo.train.worker import JOBS
+
+    return h.job_dict(JOBS.cancel())
+
+
+@h.friendly
+def api_models() -> list[dict]:
+    """The built-in models and their state here (ready, fetched or missing)."""
+    return h.models_list()
+
+
+@h.friendly
+def api_models_prepare() -> list[dict]:
+    """Fetch and convert every built-in model (once; later calls find them ready)."""
+    store.prepare()
+    return h.models_list()
+
+
+@h.friendly
+def api_adapters() -> list[dict]:
+    """Saved adapters (fine-tuned here, newest first) and the bundled ones."""
+    return h.adapters_list()
+
+
+@h.friendly
+def api_adapters_remove(name: str, request: gr.Request = None) -> list[dict]:
+    """Delete a saved adapter by name (bundled adapters stay); returns the adapters left."""
+    remove(h.need(name, request))
+    return h.adapters_list()
+
+
+@h.friendly
+def api_adapters_merge(name: str, request: gr.Request = None) -> dict:
+    """Merge an adapter into its base model; the full model folder works in every model box."""
+    return {"output": str(h.merge_into_folder(h.need(name, request)))}
+
+
+@h.friendly
+def api_share_dry_run(adapter: str, repo_id: str, request: gr.Request = None) -> dict:
+    """Build the exact folder a push would upload, with its model card; nothing leaves the machine."""
+    result, card = h.dry_run(h.need(adapter, request), h.need(repo_id, request))
+    return dict(result.to_dict(), card=card)
+
+
+@h.friendly
+def api_share_push(adapter: str, repo_id: str, private: bool = False, token: str = "",
+                   request: gr.Request = None) -> dict:
+    """Push an adapter to the Hub (token: a write token; empty = HF_TOKEN or the stored login)."""
+    return h.push_adapter(h.need(adapter, request), h.need(repo_id, request), private, token.strip()).to_dict()
+
+
+API = {  # endpoint -> (function, concurrency group): one model-bound job at a time per group
+    "generate": (api_generate, "causal-lm"), "sentiment": (api_sentiment, "encoder"),
+    "sentiment_batch": (api_sentiment_batch, "encoder"), "summarize": (api_summarize, "causal-lm"),
+    "translate": (api_translate, "causal-lm"), "perplexity": (api_perplexity, "causal-lm"),
+    "next_tokens": (api_next_tokens, "causal-lm"), "bigram": (api_bigram, "causal-lm"),
+    "evaluate": (api_evaluate, "causal-lm"), "finetune_check": (api_finetune_check, None),
+    "finetune_estimate": (api_finetune_estimate, "training"), "finetune_start": (api_finetune_start, None),
+    "finetune_status": (api_finetune_status, None), "finetune_cancel": (api_finetune_cancel, None),
+    "models": (api_models, None), "models_prepare": (api_models_prepare, "training"),
+    "adapters": (api_adapters, None), "adapters_remove": (api_adapters_remove, None),
+    "adapters_merge": (api_adapters_merge, "training"), "share_dry_run": (api_share_dry_run, "hub"),
+    "share_push": (api_share_push, "hub"),
+}
+
 
 def api_endpoints() -> None:
-    """Plain, typed endpoints for scripts; documented in the README's API section."""
-
-    @h.friendly
-    def generate(prompt: str, mode: str = "chat", model: str = "", max_new_tokens: int = 128,
-                 temperature: float = 0.7, top_p: float = 0.9, top_k: int = 50, repetition_penalty: float = 1.1,
-                 seed: int = 0, request: gr.Request = None) -> dict:
-        """Generate a chat reply or a completion; returns text, tokens and tokens_per_second."""
-        from lmdemo.jobs.generation import GenerationRequest, generate as run
-        from lmdemo.engine.streaming import GenerationParams
-
-        params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                                  repetition_penalty=repetition_penalty, seed=seed)
-        text, stats = run(GenerationRequest(h._need(prompt, request), mode=mode, model=h._model(model), params=params))
-        return {"text": text, "tokens": stats.tokens, "tokens_per_second": round(stats.tokens_per_second, 2)}
-
-    @h.friendly
-    def sentiment(text: str, model: str = "", request: gr.Request = None) -> dict:
-        """Label and score of one text."""
-        from lmdemo.jobs.sentiment import classify
-
-        r = classify([h._need(text, request)], **h._sentiment_source(model))[0]
-        return {"text": r.text, "label": r.label, "score": r.score}
-
-    @h.friendly
-    def sentiment_batch(texts: list[str], model: str = "", request: gr.Request = None) -> list[dict]:
-        """Label and score of each text."""
-        from lmdemo.jobs.sentiment import classify
-
-        return [{"text": r.text, "label": r.label, "score": r.score}
-                for r in classify(list(texts or []), **h._sentiment_source(model))]
-
-    @h.friendly
-    def summarize(text: str, length: int = 2, unit: str = "sentences", model: str = "",
-                  request: gr.Request = None) -> dict:
-        """Summary of a text, with lengths."""
-        from lmdemo.jobs.summarization import SummaryRequest, summarize as run
-
-        r = run(SummaryRequest(h._need(text, request), length=length, unit=unit, model=h._model(model)))
-        return {"summary": r.summary, "input_words": r.input_words, "summary_words": r.summary_words,
-                "notes": r.notes}
-
-    @h.friendly
-    def translate(text: str, source: str = "en", target: str = "fr", model: str = "",
-                  request: gr.Request = None) -> dict:
-        """Translation of a text between en, fr, de, es and zh."""
-        from lmdemo.jobs.translation import TranslationRequest, translate as run
-
-        return {"source": text, "translation": run(TranslationRequest(h._need(text, request), source, target,
-                                                                      model=h._model(model)))}
-
-    @h.friendly
-    def perplexity(text: str, model: str = "", request: gr.Request = None) -> dict:
-        """Per-token log-probabilities and perplexity under a causal LM."""
-        from lmdemo.jobs.lmlab import score_text
-
-        r = score_text(h._need(text, request), model=h._model(model) or DEFAULT_CHAT_MODEL)
-        return {"perplexity": r.perplexity, "total_logprob": r.total_logprob,
-                "tokens": [[t.token, t.logprob] for t in r.tokens], "note": r.note}
-
-    @h.friendly
-    def next_tokens(prefix: str, k: int = 10, model: str = "", request: gr.Request = None) -> list:
-        """Top-k next tokens with probabilities."""
-        from lmdemo.jobs.lmlab import next_token_distribution
-
-        return [[t, p] for t, p in next_token_distribution(h._need(prefix, request), k=k,
-                                                            model=h._model(model) or DEFAULT_CHAT_MODEL)]
-
-    @h.friendly
-    def bigram(text: str, corpus: str, k: float = 1.0, model: str = "", request: gr.Request = None) -> dict:
-        """Perplexity of a text under the neural LM and under a bigram model fitted on the corpus."""
-        from lmdemo.jobs.lmlab import compare_perplexities
-
-        return compare_perplexities(h._need(text, request), h._need(corpus, request), k=k,
-                                    model=h._model(model) or DEFAULT_CHAT_MODEL)
-
-    for fn, cid in ((generate, "causal-lm"), (sentiment, "encoder"), (sentiment_batch, "encoder"),
-                    (summarize, "causal-lm"), (translate, "causal-lm"), (perplexity, "causal-lm"),
-                    (next_tokens, "causal-lm"), (bigram, "causal-lm")):
-        gr.api(fn, api_name=fn.__name__, concurrency_id=cid)
+    """Register the named endpoints (inside the page's Blocks)."""
+    for name, (fn, group) in API.items():
+        gr.api(fn, api_name=name, concurrency_id=group)
 
 
 def build() -> gr.Blocks:

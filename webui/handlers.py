@@ -1,8 +1,13 @@
-"""Thin callbacks: UI values -> library request -> UI values. No model logic lives here."""
+"""Thin callbacks: UI values -> library request -> library call -> UI values. No model logic lives here.
+
+The page's handlers and the named API endpoints (webui.app.api_endpoints) build the same library requests;
+both show a library error as a one-line gr.Error (:func:`friendly`).
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import tempfile
 import threading
@@ -11,21 +16,35 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from lmdemo.jobs import lmlab
-from lmdemo.models import store
-from lmdemo.config import ConfigError
-from lmdemo.errors import InputError, LmdemoError
-from lmdemo.jobs.generation import GenerationRequest, generate_stream
-from lmdemo.models.registry import BUILTINS
-from lmdemo.jobs.sentiment import classify, read_texts, to_csv
-from lmdemo.jobs.summarization import SummaryRequest, summarize_stream
+from lmdemo.config import ConfigError, get_settings
 from lmdemo.engine.streaming import GenerationParams
+from lmdemo.errors import InputError, LmdemoError
+from lmdemo.eval.evaluation import EvalRequest, compare_models
+from lmdemo.jobs.base import as_dict, defaults
+from lmdemo.jobs.generation import GenerationRequest, generate_stream
+from lmdemo.jobs.lmlab import (BigramRequest, NextTokensRequest, PerplexityRequest, bigram, next_tokens,
+                               perplexity)
+from lmdemo.jobs.sentiment import SentimentRequest, read_texts, run as run_sentiment, to_csv
+from lmdemo.jobs.summarization import SummaryRequest, summarize_stream
 from lmdemo.jobs.translation import TranslationRequest, translate_stream
+from lmdemo.models import store
+from lmdemo.models.registry import BUILTINS
+from lmdemo.train.plan import FinetuneRequest, plan, task_defaults
 
 from .i18n import error_message, lang_of, text
 
 log = logging.getLogger("lmdemo.webui")
-BUNDLED_SENTIMENT = "sentiment (bundled MiniLM + LoRA)"
+BUNDLED_SENTIMENT = "sentiment (bundled MiniLM + LoRA)"  # the Sentiment tab's label for "the job's default"
+
+# What every face shows before the user types: the library requests' own defaults.
+GEN = defaults(GenerationParams)
+GEN_REQ = defaults(GenerationRequest)
+SUM = defaults(SummaryRequest)
+TR = defaults(TranslationRequest)
+NEXT = defaults(NextTokensRequest)
+BIGRAM = defaults(BigramRequest)
+EVAL = defaults(EvalRequest)
+FT = defaults(FinetuneRequest)
 
 
 def friendly(fn: Callable) -> Callable:
@@ -70,26 +89,11 @@ def _is_generator(fn: Callable) -> bool:
     return inspect.isgeneratorfunction(fn)
 
 
-def _need(value: str | None, request: gr.Request | None) -> str:
+def need(value: str | None, request: gr.Request | None) -> str:
+    """The text, or the visitor's-language "type some text first" error."""
     if value is None or not str(value).strip():
         raise gr.Error(text("err_empty", lang_of(request)), print_exception=False)
     return str(value)
-
-
-def _model(value: str | None) -> str | None:
-    value = (value or "").strip()
-    return value or None
-
-
-def model_and_adapter(value: str | None) -> tuple[str | None, str | None]:
-    """(model, adapter folder) for a picker value.
-
-    Empty or a job's default -> (None, None); a fine-tuned adapter's name or folder -> (its base model,
-    its folder); anything else is a model (built-in, folder or Hub id).
-    """
-    from lmdemo.models.adapters import resolve_pick
-
-    return (None, None) if value == BUNDLED_SENTIMENT else resolve_pick(value)
 
 
 def picker_choices(task: str, defaults: list[str]) -> list[str]:
@@ -102,6 +106,21 @@ def picker_choices(task: str, defaults: list[str]) -> list[str]:
 def _show_notes(notes: list[str]) -> None:
     for note in notes:
         gr.Warning(note)
+
+
+def pairs(value: str | dict | None) -> dict[str, str]:
+    """A column mapping typed as "old=new, old2=new2" (or already a dict)."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    mapping = {}
+    for pair in str(value or "").replace("\n", ",").split(","):
+        if not pair.strip():
+            continue
+        if "=" not in pair:
+            raise InputError(f"Columns are FILE_COLUMN=FIELD pairs separated by commas; got {pair.strip()!r}")
+        old, new = pair.split("=", 1)
+        mapping[old.strip()] = new.strip()
+    return mapping
 
 
 # ---------------------------------------------------------------- generation
@@ -135,19 +154,20 @@ def chat_reply(history: list[dict], mode: str, model: str, quantize: str, max_ne
         raise gr.Error(text("err_empty", lang_of(request)), print_exception=False)
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, seed=seed)
-    base, adapter = model_and_adapter(model)
-    req = GenerationRequest(history[-1]["content"], mode=mode, model=base, adapter=adapter, quantize=quantize,
-                            params=params, history=history[:-1] if mode == "chat" else [])
+    req = GenerationRequest(history[-1]["content"], mode=mode, model=model, quantize=quantize, params=params,
+                            history=history[:-1] if mode == "chat" else [])
     if stop is not None:
         stop.clear()
     history.append({"role": "assistant", "content": ""})
-    stats_line = ""
-    for reply, stats in generate_stream(req, stop=stop):
-        history[-1]["content"] = reply
+    stats_line, finish = "", ""
+    for res in generate_stream(req, stop=stop):
+        history[-1]["content"] = res.text
+        stats = res.stats
         stats_line = (f"**{stats.tokens}** tokens · **{stats.tokens_per_second:.1f}** tok/s"
                       f" · first token after {stats.first_token_seconds or 0:.2f} s · {stats.backend}")
+        finish = stats.finish_reason
         yield history, stats_line
-    yield history, f"{stats_line} · {stats.finish_reason}"
+    yield history, f"{stats_line} · {finish}"
 
 
 def stop_generation(stop: threading.Event | None) -> None:
@@ -167,15 +187,15 @@ class StopEvent(threading.Event):
 
 # ---------------------------------------------------------------- sentiment
 
-def _sentiment_source(model: str | None) -> dict[str, str | None]:
-    base, adapter = model_and_adapter(model)
-    return {"model": base, "adapter": adapter}
+def sentiment_model(model: str | None) -> str | None:
+    """The Sentiment picker's value as a request's model: its label for the bundled classifier means the default."""
+    return None if model == BUNDLED_SENTIMENT else model
 
 
 @friendly
 def sentiment_one(text_in: str, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    result = classify([_need(text_in, request)], **_sentiment_source(model))[0]
-    return result.scores
+    batch = run_sentiment(SentimentRequest([need(text_in, request)], model=sentiment_model(model)))
+    return batch.results[0].scores
 
 
 @friendly
@@ -184,7 +204,7 @@ def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Requ
     texts = read_texts(upload) if upload else [l for l in (lines or "").splitlines() if l.strip()]
     if not texts:
         raise gr.Error(text("err_empty", lang_of(request)), print_exception=False)
-    results = classify(texts, **_sentiment_source(model))
+    results = run_sentiment(SentimentRequest(texts, model=sentiment_model(model))).results
     out = Path(tempfile.mkdtemp(prefix="lmdemo-sentiment-")) / "sentiment.csv"
     to_csv(results, out)
     rows = [[r.text, r.label, round(r.score, 4)] for r in results]
@@ -196,8 +216,7 @@ def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Requ
 @friendly
 def summarise(text_in: str, unit: str, length: float, model: str, stop: threading.Event | None,
               request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    base, adapter = model_and_adapter(model)
-    req = SummaryRequest(_need(text_in, request), length=length, unit=unit, model=base, adapter=adapter)
+    req = SummaryRequest(need(text_in, request), length=length, unit=unit, model=model)
     if stop is not None:
         stop.clear()
     shown = 0
@@ -217,12 +236,11 @@ def _lengths(res) -> str:
 @friendly
 def translate(text_in: str, source: str, target: str, model: str, stop: threading.Event | None,
               request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    base, adapter = model_and_adapter(model)
-    req = TranslationRequest(_need(text_in, request), source, target, model=base, adapter=adapter)
+    req = TranslationRequest(need(text_in, request), source, target, model=model)
     if stop is not None:
         stop.clear()
-    for partial in translate_stream(req, stop=stop):
-        yield partial
+    for res in translate_stream(req, stop=stop):
+        yield res.translation
 
 
 def swap_languages(source: str, target: str, text_in: str, translated: str):
@@ -233,7 +251,7 @@ def swap_languages(source: str, target: str, text_in: str, translated: str):
 
 @friendly
 def lab_score(text_in: str, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    res = lmlab.score_text(_need(text_in, request), model=_model(model) or "smollm2-135m-instruct")
+    res = perplexity(PerplexityRequest(need(text_in, request), model=model))
     strip = [(t.token, round(t.prob, 3)) for t in res.tokens]
     table = [[t.token, round(t.logprob, 3), round(t.prob, 4)] for t in res.tokens]
     summary = (f"**{len(res.tokens)}** tokens · total log-probability **{res.total_logprob:.2f}** nats · "
@@ -247,33 +265,39 @@ def lab_score(text_in: str, model: str, request: gr.Request = None, progress=gr.
 def lab_next(prefix: str, k: float, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     import pandas as pd
 
-    dist = lmlab.next_token_distribution(_need(prefix, request), k=int(k),
-                                         model=_model(model) or "smollm2-135m-instruct")
+    res = next_tokens(NextTokensRequest(need(prefix, request), k=k, model=model))
     # Quote tokens so leading spaces stay visible and equal-looking pieces stay apart on the axis.
-    return pd.DataFrame({"token": [repr(t) for t, _ in dist], "probability": [p for _, p in dist]})
+    return pd.DataFrame({"token": [repr(t) for t, _ in res.tokens], "probability": [p for _, p in res.tokens]})
 
 
 @friendly
 def lab_bigram(text_in: str, corpus: str, k: float, model: str, request: gr.Request = None,
                progress=gr.Progress(track_tqdm=True)):
-    res = lmlab.compare_perplexities(_need(text_in, request), _need(corpus, request), k=float(k),
-                                     model=_model(model) or "smollm2-135m-instruct")
+    req = BigramRequest(need(text_in, request), need(corpus, request), k=k, model=model)
+    res = bigram(req)
     return (f"| model | predicted tokens | perplexity |\n|---|---|---|\n"
-            f"| neural LM ({_model(model) or 'smollm2-135m-instruct'}) | {res['lm_tokens']} | {res['lm_perplexity']:.2f} |\n"
-            f"| bigram, add-{float(k):g} | {res['bigram_tokens']} | {res['bigram_perplexity']:.2f} |\n\n"
+            f"| neural LM ({res.model}) | {res.lm_tokens} | {res.lm_perplexity:.2f} |\n"
+            f"| bigram, add-{float(req.k):g} | {res.bigram_tokens} | {res.bigram_perplexity:.2f} |\n\n"
             "Lower is better. The two count different units (sub-word tokens vs words), so compare trends, not digits.")
 
 
 # ---------------------------------------------------------------- models
 
-def models_table() -> list[list[str]]:
-    rows = []
+def models_list() -> list[dict[str, Any]]:
+    """Each built-in with its state on this machine (ready, fetched or missing)."""
+    out = []
     for name, m in BUILTINS.items():
         st = store.status(name)
-        size = f"{st.size_bytes / 2**20:.0f} MB" if st.size_bytes else "-"
-        rows.append([name, st.state, size, m.params, m.good_for, m.licence,
-                     " + ".join(p.requirement for p in m.source.packages[:1]) + (" (+parts)" if len(m.source.packages) > 1 else "")])
-    return rows
+        out.append({"name": name, "state": st.state, "size_bytes": st.size_bytes, "params": m.params,
+                    "good_for": m.good_for, "licence": m.licence, "hub_id": m.hub_id,
+                    "packages": [p.requirement for p in m.source.packages]})
+    return out
+
+
+def models_table() -> list[list[str]]:
+    return [[m["name"], m["state"], f"{m['size_bytes'] / 2**20:.0f} MB" if m["size_bytes"] else "-", m["params"],
+             m["good_for"], m["licence"], m["packages"][0] + (" (+parts)" if len(m["packages"]) > 1 else "")]
+            for m in models_list()]
 
 
 @friendly
@@ -284,133 +308,133 @@ def prepare_models(request: gr.Request = None, progress=gr.Progress(track_tqdm=T
 
 # ---------------------------------------------------------------- evaluation
 
-def _candidates(models: str) -> list[tuple[str | None, str | None, str]]:
-    """(model, adapter, label) for each comma- or line-separated entry."""
-    entries = [e.strip() for e in (models or "").replace("\n", ",").split(",") if e.strip()]
-    return [(*model_and_adapter(e), e) for e in entries] or [(None, None, "default")]
-
-
 @friendly
 def run_evaluation(task: str, upload: str | None, models: str, limit: float, request: gr.Request = None,
                    progress=gr.Progress(track_tqdm=True)):
     """Score each model on the chosen set; returns metrics table, chart data, per-example table, JSON file."""
-    import json
-
     import pandas as pd
 
-    from lmdemo.eval import evaluation
-
-    results = []
-    for model, adapter, label in _candidates(models):
-        res = evaluation.run(task, upload or None, model=model, adapter=adapter, limit=int(limit) if limit else None)
-        results.append((label, res))
-    metric_rows = [[label, res.n, *[round(v, 4) for v in res.metrics.values()]] for label, res in results]
-    headers = ["model", "n", *results[0][1].metrics]
+    cmp = compare_models(EvalRequest(task, upload or None, models=models, limit=limit))
+    headers, rows = cmp.metrics_rows()
     # One bar per (metric, model), coloured by model: a plain colour split would stack the metrics.
     chart = pd.DataFrame([{"bar": f"{name} · {label}", "model": label, "value": value}
-                          for label, res in results for name, value in res.metrics.items()])
-    ref_key = {"sentiment": "label", "classification": "label", "translation": "reference",
-               "summarisation": "summary", "summarization": "summary", "generation": "response"}[task]
-    first = results[0][1].predictions
-    per_example = pd.DataFrame({
-        "input": [str(r.get("text") or r.get("source") or r.get("prompt"))[:200] for r in first],
-        "reference": [str(r[ref_key])[:200] for r in first],
-        **{label: [str(r["prediction"])[:200] + ("" if str(r["prediction"]) == str(r[ref_key]) or ref_key != "label"
-                                                 else "  ✗") for r in res.predictions] for label, res in results},
-    })
+                          for label, res in cmp.results for name, value in res.metrics.items()])
     out = Path(tempfile.mkdtemp(prefix="lmdemo-eval-")) / "eval-results.json"
-    out.write_text(json.dumps([dict(res.summary(), label=label) for label, res in results], indent=2,
-                              ensure_ascii=False))
-    return (gr.Dataframe(value=metric_rows, headers=headers), chart, per_example,
+    out.write_text(json.dumps(cmp.to_dict()["results"], indent=2, ensure_ascii=False))
+    return (gr.Dataframe(value=rows, headers=headers), chart, pd.DataFrame(cmp.examples()),
             gr.DownloadButton(value=str(out), visible=True))
 
 
 # ---------------------------------------------------------------- fine-tuning
 
-def _training_source(sample: str | None, upload: str | None) -> tuple[str, str | None, str | None]:
-    """(data source, validation source, task hint) from an upload or a bundled sample."""
-    from lmdemo.data import tabular as datasets_io
+def adapter_name(name: str | None) -> str:
+    """A web visitor names an adapter; only the CLI may write one to a path of its choice."""
+    from lmdemo.models.adapters import safe_name
+
+    return safe_name(name) if str(name or "").strip() else ""
+
+
+def _columns(task: str, first_col: str | None, second_col: str | None) -> dict[str, str]:
+    """The column pickers as a request's mapping (file column -> field)."""
+    fields = ("text", "label") if task in ("classification", "sentiment") else ("prompt", "response")
+    return {col: f for col, f in zip((first_col, second_col), fields) if col}
+
+
+def finetune_request(task: str, sample: str | None, upload: str | None, first_col: str | None = None,
+                     second_col: str | None = None, **settings) -> FinetuneRequest:
+    """The Fine-tune tab's values as the library's request (an upload wins over the sample)."""
+    if "output" in settings:
+        settings["output"] = adapter_name(settings["output"])
+    return FinetuneRequest(task=task, data=upload or None, sample=None if upload else sample or None,
+                           columns=_columns(task, first_col, second_col), **settings)
+
+
+def _preview_source(sample: str | None, upload: str | None) -> str:
+    from lmdemo.data import tabular
 
     if upload:
-        return upload, None, None
+        return upload
     if sample:
-        task, train, heldout = datasets_io.sample_path(sample)
-        return str(train), str(heldout), task
+        return str(tabular.sample_path(sample)[1])
     raise InputError("Upload a CSV/JSONL/Parquet file or pick a sample set.")
 
 
-def _mapping(task: str, first_col: str | None, second_col: str | None) -> dict[str, str]:
-    fields = ("text", "label") if task in ("classification", "sentiment") else ("prompt", "response")
-    return {col: f for col, f in zip((first_col, second_col), fields) if col and col != f}
+def plan_summary_text(summary: dict) -> str:
+    return (f"**{summary['train_rows']}** training rows, **{summary['validation_rows']}** validation rows"
+            + (f" · labels: {', '.join(summary['labels'])}" if summary["labels"] else "")
+            + "".join(f"\n\n_{n}_" for n in summary["notes"]))
 
 
 @friendly
 def check_training_data(task: str, sample: str | None, upload: str | None, first_col: str | None,
                         second_col: str | None, request: gr.Request = None):
     """Read and validate the data; preview rows, column choices and what will be trained on."""
-    from lmdemo.data import tabular as datasets_io
+    from lmdemo.data import tabular
 
-    source, validation, _ = _training_source(sample, upload)
-    rows, columns = datasets_io.read_rows(source)
-    fields = ("text", "label") if task == "classification" else ("prompt", "response")
+    rows, columns = tabular.read_rows(_preview_source(sample, upload))
+    fields = tabular.COLUMNS.get(task, tabular.COLUMNS["sft"])
     first = first_col if first_col in columns else (fields[0] if fields[0] in columns else None)
     second = second_col if second_col in columns else (fields[1] if fields[1] in columns else None)
-    preview = [[str(r.get(c, ""))[:120] for c in columns] for r in rows[:5]]
+    preview = gr.Dataframe(value=[[str(r.get(c, ""))[:120] for c in columns] for r in rows[:5]], headers=columns)
     choices = (gr.Dropdown(choices=columns, value=first), gr.Dropdown(choices=columns, value=second))
     try:
-        data = datasets_io.prepare(source, task, _mapping(task, first, second), validation=validation)
+        planned = plan(finetune_request(task, sample, upload, first, second))
     except InputError as exc:
         gr.Warning(str(exc))
-        return gr.Dataframe(value=preview, headers=columns), f"⚠️ {exc}", *choices
-    summary = (f"**{len(data.train)}** training rows, **{len(data.validation)}** validation rows"
-               + (f" · labels: {', '.join(data.labels)}" if data.labels else "")
-               + "".join(f"\n\n_{n}_" for n in data.notes))
-    return gr.Dataframe(value=preview, headers=columns), summary, *choices
+        return preview, f"⚠️ {exc}", *choices
+    return preview, plan_summary_text(planned.summary()), *choices
 
 
 @friendly
 def estimate_training(task: str, sample: str | None, upload: str | None, first_col: str | None,
                       second_col: str | None, base: str, quantize: str, lora_r: float, request: gr.Request = None,
                       progress=gr.Progress(track_tqdm=True)):
-    from lmdemo.data import tabular as datasets_io
-    from lmdemo.train.estimate import estimate
+    from lmdemo.train.plan import estimate_plan
 
-    source, validation, _ = _training_source(sample, upload)
-    data = datasets_io.prepare(source, task, _mapping(task, first_col, second_col), validation=validation)
-    batch, length = (32, 128) if task == "classification" else (8, 256)
-    est = estimate(task, _model(base) or _default_base(task), len(data.train), batch, length,
-                   quantize=None if quantize == "none" else quantize, labels=max(2, len(data.labels)),
-                   lora_r=int(lora_r))
-    return est.text()
+    req = finetune_request(task, sample, upload, first_col, second_col, base=base, quantize=quantize,
+                           lora_r=int(lora_r))
+    return estimate_plan(plan(req)).text()
 
 
-def _default_base(task: str) -> str:
-    return "all-minilm-l6-v2" if task == "classification" else "smollm2-135m-instruct"
+def task_settings(task: str) -> tuple[str, float, float, int]:
+    """base, epochs, learning rate and LoRA rank of a task: what the task radio's change puts in the boxes."""
+    d = task_defaults(task)
+    return d["base"], d["epochs"], d["learning_rate"], d["lora_r"]
+
+
+def start_job(req: FinetuneRequest):
+    """Plan the run and hand it to the app's training slot: (plan, job status)."""
+    from lmdemo.train.worker import JOBS
+
+    planned = plan(req)
+    status = JOBS.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config)
+    return planned, status
 
 
 @friendly
 def start_training(task: str, sample: str | None, upload: str | None, first_col: str | None, second_col: str | None,
                    base: str, epochs: float, lr: float, lora_r: float, quantize: str, name: str,
                    request: gr.Request = None):
-    from lmdemo.data import tabular as datasets_io
-    from lmdemo.models.adapters import new_adapter_path
-    from lmdemo.train.worker import JOBS
-
-    source, validation, _ = _training_source(sample, upload)
-    data = datasets_io.prepare(source, task, _mapping(task, first_col, second_col), validation=validation)
-    out = new_adapter_path(name or f"{task}-adapter")
-    config = {"output_dir": str(out), "base_model": _model(base) or _default_base(task), "epochs": float(epochs),
-              "learning_rate": float(lr), "lora_r": int(lora_r), "quantize": None if quantize == "none" else quantize}
-    status = JOBS.start(out.name, data.task, data.train, data.validation, config)
-    for note in status.notes:
-        gr.Warning(note)
-    gr.Info(f"Training {out.name} started: {len(data.train)} rows, {len(data.validation)} for validation.")
+    req = finetune_request(task, sample, upload, first_col, second_col, output=name,
+                           base=base, epochs=float(epochs), learning_rate=float(lr), lora_r=int(lora_r),
+                           quantize=quantize)
+    planned, status = start_job(req)
+    _show_notes(status.notes)
+    gr.Info(f"Training {planned.name} started: {len(planned.data.train)} rows, "
+            f"{len(planned.data.validation)} for validation.")
 
 
 def cancel_training():
     from lmdemo.train.worker import JOBS
 
     JOBS.cancel()
+
+
+def job_dict(st) -> dict[str, Any]:
+    """A training JobStatus as plain values (the API's /finetune_status)."""
+    return {"state": st.state, "name": st.name, "task": st.task, "step": st.step, "max_steps": st.max_steps,
+            "message": st.message, "output_dir": st.output_dir, "notes": list(st.notes),
+            "losses": as_dict(st.losses), "comparison": as_dict(st.comparison)}
 
 
 def training_status():
@@ -426,6 +450,7 @@ def training_status():
     line = (f"**{st.name}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
             f" · {st.steps_per_second:.2f} it/s{eta} · {st.elapsed:.0f} s — {st.message}"
             + "".join(f"  \n_{note}_" for note in st.notes))
+
     def curve(key: str):
         points = [{"step": p["step"], "loss": p[key]} for p in st.losses if key in p]
         return pd.DataFrame(points) if points else None
@@ -439,63 +464,85 @@ def training_status():
     return line, curve("loss"), curve("eval_loss"), metrics, examples
 
 
-def adapters_table() -> list[list[str]]:
+# ---------------------------------------------------------------- adapters
+
+def adapters_list() -> list[dict[str, Any]]:
     from lmdemo.models.adapters import list_adapters
 
-    return [[a.name, a.task, a.base_model, ", ".join(f"{k} {v:.3f}" for k, v in a.metrics.items()
-                                                     if isinstance(v, (int, float)))] for a in list_adapters()]
+    return [a.to_dict() for a in list_adapters()]
+
+
+def adapters_table() -> list[list[str]]:
+    return [[a["name"], a["task"], a["base_model"], ", ".join(f"{k} {v:.3f}" for k, v in a["metrics"].items()
+                                                            if isinstance(v, (int, float)))] for a in adapters_list()]
 
 
 @friendly
 def remove_adapter(name: str, request: gr.Request = None):
     from lmdemo.models.adapters import remove
 
-    remove(_need(name, request))
+    remove(need(name, request))
     gr.Info(f"Removed {name}.")
     return adapters_table()
 
 
-@friendly
-def merge_adapter(name: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+def merge_into_folder(name: str) -> Path:
+    """Merge an adapter into its base; the full model goes to $LMDEMO_HOME/merged/NAME."""
     from lmdemo.models.adapters import safe_name
     from lmdemo.models.merge import merge
-    from lmdemo.config import get_settings
 
-    out = get_settings().home / "merged" / safe_name(_need(name, request))
+    out = get_settings().home / "merged" / safe_name(name)
     merge(name, out)
+    return out
+
+
+@friendly
+def merge_adapter(name: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+    out = merge_into_folder(need(name, request))
     return f"Merged model saved in `{out}` (usable as a local model folder in every model box)."
 
 
 # ---------------------------------------------------------------- sharing
 
+def dry_run(adapter: str, repo_id: str):
+    """Build the exact upload folder (nothing leaves the machine): (PushResult, its README.md card)."""
+    from lmdemo.models.adapters import push
+
+    out = Path(tempfile.mkdtemp(prefix="lmdemo-share-")) / repo_id.replace("/", "--")
+    result = push(adapter, repo_id, dry_run=out)
+    return result, (out / "README.md").read_text(encoding="utf-8")
+
+
+def push_adapter(adapter: str, repo_id: str, private: bool, token: str | None):
+    """Push with the given token, else (inside push) HF_TOKEN / the stored login; no token reaches a message."""
+    from lmdemo.errors import HubError
+    from lmdemo.models.adapters import push
+    from lmdemo.models.hub import scrub
+
+    try:
+        return push(adapter, repo_id, private=bool(private), token=token or None)
+    except LmdemoError:
+        raise
+    except Exception as exc:  # unexpected: report it without letting a token reach the log or the page
+        from huggingface_hub import get_token
+
+        raise HubError(f"Push failed: {type(exc).__name__}: {scrub(str(exc), token or get_token())}") from None
+
+
 @friendly
 def share_dry_run(adapter: str, repo_id: str, private: bool, token: str, request: gr.Request = None):
     """Build the exact upload folder and show its card; nothing leaves the machine."""
-    from lmdemo.models.adapters import push
-
-    repo_id = _need(repo_id, request)
-    out = Path(tempfile.mkdtemp(prefix="lmdemo-share-")) / repo_id.replace("/", "--")
-    result = push(_need(adapter, request), repo_id, dry_run=out)
-    return (f"Dry run: these files would be uploaded to `{repo_id}` (folder `{out}`): "
-            + ", ".join(f"`{f}`" for f in result.files)), (out / "README.md").read_text(encoding="utf-8")
+    repo_id = need(repo_id, request)
+    result, card = dry_run(need(adapter, request), repo_id)
+    return (f"Dry run: these files would be uploaded to `{repo_id}` (folder `{result.folder}`): "
+            + ", ".join(f"`{f}`" for f in result.files)), card
 
 
 @friendly
 def share_push(adapter: str, repo_id: str, private: bool, token: str, oauth_token: gr.OAuthToken | None = None,
                request: gr.Request = None):
     """Push with the typed token, else the login button's, else (inside push) HF_TOKEN / the stored login."""
-    from lmdemo.errors import HubError
-    from lmdemo.models.adapters import push
-    from lmdemo.models.hub import scrub
-
-    adapter, repo_id = _need(adapter, request), _need(repo_id, request)
+    adapter, repo_id = need(adapter, request), need(repo_id, request)
     secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)
-    try:
-        result = push(adapter, repo_id, private=bool(private), token=secret)
-    except LmdemoError:
-        raise
-    except Exception as exc:  # unexpected: report it without letting a token reach the log or the page
-        from huggingface_hub import get_token
-
-        raise HubError(f"Push failed: {type(exc).__name__}: {scrub(str(exc), secret or get_token())}") from None
+    result = push_adapter(adapter, repo_id, private, secret)
     return f"Pushed {', '.join(f'`{f}`' for f in result.files)} to [{repo_id}]({result.url or repo_id}).", None

@@ -297,8 +297,8 @@ class NextTokensRequest:
     adapter: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, float) and self.k == int(self.k):
-            self.k = int(self.k)
+        if isinstance(self.k, float) and math.isfinite(self.k) and self.k == int(self.k):
+            self.k = int(self.k)  # 5.0 from a JSON client or a slider is 5; 2.5 stays and is refused below
         self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
 
 
