@@ -137,3 +137,20 @@ def test_a_token_in_the_environment_never_reaches_the_logs(tmp_path, prepared):
                          env=dict(os.environ, HF_TOKEN=token, HF_HUB_OFFLINE="1"))
     assert cli.returncode == 2 and "someone/private-model" in cli.stderr
     assert token not in cli.stdout + cli.stderr
+
+
+def test_demo_mode_api_never_reads_server_files(settings):
+    """On a shared Space the API's `data` may name a bundled set, a sample or a Hub dataset, not a server file."""
+    from lmdemo.config import Settings, set_settings
+    from lmdemo.errors import InputError
+    from webui.handlers import api_data
+
+    assert api_data("/etc/passwd") == "/etc/passwd"  # the operator's own machine: their files
+    set_settings(Settings(home=settings.home, demo_mode=True))
+    try:
+        for path in ("/etc/passwd", "README.md", "tests/../README.md", "~/.bashrc"):
+            with pytest.raises(InputError, match="demo mode"):
+                api_data(path)
+        assert api_data("") is None and api_data("someone/some-dataset") == "someone/some-dataset"
+    finally:
+        set_settings(settings)

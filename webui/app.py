@@ -409,12 +409,12 @@ def api_evaluate(task: str = EVAL["task"], data: str = "", models: str = ", ".jo
 
     data: a JSONL/CSV file on the server or a Hub dataset id (empty = the bundled set); columns: "old=new, ...".
     """
-    req = EvalRequest(task, data or None, models=models, limit=limit, columns=h.pairs(columns))
+    req = EvalRequest(task, h.api_data(data), models=models, limit=limit, columns=h.pairs(columns))
     return compare_models(req).to_dict()
 
 
 def _finetune(task: str, data: str, sample: str, columns: str, **settings) -> FinetuneRequest:
-    return FinetuneRequest(task=task, data=data or None, sample=sample or None, columns=h.pairs(columns), **settings)
+    return FinetuneRequest(task=task, data=h.api_data(data), sample=sample or None, columns=h.pairs(columns), **settings)
 
 
 @h.friendly

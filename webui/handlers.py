@@ -108,6 +108,18 @@ def _show_notes(notes: list[str]) -> None:
         gr.Warning(note)
 
 
+def api_data(value: str | None) -> str | None:
+    """An API call's data argument. On a shared Space (demo mode) the server's files are not a caller's to read."""
+    from lmdemo.config import get_settings
+    from lmdemo.models.registry import hub_shaped
+
+    value = (value or "").strip()
+    if value and get_settings().demo_mode and (Path(value).expanduser().exists() or not hub_shaped(value)):
+        raise InputError("In demo mode the API reads the bundled sets and samples or a Hub dataset id, "
+                         "not files on the server: leave `data` empty or use the page's upload.")
+    return value or None
+
+
 def pairs(value: str | dict | None) -> dict[str, str]:
     """A column mapping typed as "old=new, old2=new2" (or already a dict)."""
     if isinstance(value, dict):
