@@ -3,7 +3,7 @@
 A classifier reads only the first ([CLS]) position, so the last layer computes queries, attention output
 and feed-forward for that position alone (keys and values still cover every token), and q/k/v run as one
 matmul. The maths is transformers' BERT; bf16 rounding differs in the last bits, which
-`tests/test_fastencoder.py` bounds (same labels, probabilities within 1e-2).
+`tests/engine/test_fastencoder.py` bounds (same labels, probabilities within 1e-2).
 
 fp32 weights (CPUs without fast bf16) are prepacked for oneDNN's matmul: still fp32 arithmetic, only the
 summation order differs, and 1.2-1.5x faster than `F.linear` on MiniLM's shapes on an AVX2 CPU.

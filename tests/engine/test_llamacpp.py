@@ -26,7 +26,7 @@ from lmdemo.jobs.base import run_to_end
 from stream_helpers import stop_after
 
 # A fixed long English text (the project README as it was when the agreement floors were measured).
-README = (Path(__file__).resolve().parent / "data" / "long_text.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parents[1] / "data" / "long_text.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")

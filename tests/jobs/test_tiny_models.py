@@ -26,7 +26,7 @@ from lmdemo.jobs.generation import GenerationRequest, generate, generate_stream
 
 pytestmark = pytest.mark.tiny
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # ~50 short English sentences: the tiny tokenizers' training text and the fine-tuning rows' vocabulary.
 SENTENCES = [

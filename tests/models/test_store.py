@@ -12,7 +12,7 @@ from lmdemo.models import store
 from lmdemo.config import Settings
 from lmdemo.errors import StoreError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAME = "smollm2-135m-instruct"
 
 

@@ -186,7 +186,7 @@ def test_cli_ctrl_c_stops_after_the_step_and_keeps_the_adapter(prepared, tmp_pat
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 8))
     out = tmp_path / "interrupted"
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, "-m", "lmdemo", "finetune", "classification", "--data", str(data),
                              "--output", str(out), "--epochs", "30"], cwd=root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(root)))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 ENDPOINTS = {"/generate", "/sentiment", "/sentiment_batch", "/summarize", "/translate", "/perplexity",
              "/next_tokens", "/bigram", "/evaluate", "/finetune_check", "/finetune_estimate", "/finetune_start",
              "/finetune_status", "/finetune_cancel", "/models", "/models_prepare", "/adapters", "/adapters_remove",

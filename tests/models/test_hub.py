@@ -18,7 +18,7 @@ from lmdemo.serve import space
 from lmdemo.errors import AdapterError, InputError, ModelNotFoundError
 from lmdemo.jobs.sentiment import DEFAULT_ADAPTER, classify
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_lmdemoTestSecretToken1234567890"
 TEXTS = ["I loved every minute of it.", "Broke after two days, avoid.", "Fine, nothing special but it works."]
 

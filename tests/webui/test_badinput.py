@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEXT_ENDPOINTS = {  # endpoint -> the keyword arguments that carry text
     "/generate": ("prompt",), "/sentiment": ("text",), "/summarize": ("text",), "/translate": ("text",),
     "/perplexity": ("text",), "/next_tokens": ("prefix",), "/bigram": ("text", "corpus"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Code that runs in the app, the CLI, the Space or the scripts (the tests build hostile files on purpose).
 SOURCES = [p for folder in ("lmdemo", "webui", "bench", "scripts", "spaces") for p in (ROOT / folder).rglob("*.py")]
 SOURCES.append(ROOT / "app.py")
