@@ -4,7 +4,7 @@ The built-in chat and completion models ship as 4-bit GGUF files (SmolLM2 Q4_1, 
 store dequantises to bf16 for transformers. llama.cpp runs the file itself with its 4-bit kernels, which read a
 quarter of the bytes per step: several times faster on a CPU, on any x86 (AVX2 or AVX-512). Its arithmetic
 differs (activations rounded to 8 bits inside the dot products), so the text can differ from transformers';
-README's Performance section has the speed and the quality measured with `lmdemo eval`.
+bench/README.md has the speed and the quality measured with `lmdemo eval`; docs/llamacpp.md how it works.
 
 Only the logits come from llama.cpp: the tokenizer, chat template, stop handling and the choice of the next
 token (greedy or seeded sampling through transformers' logits processors) stay lmdemo's, through
