@@ -71,7 +71,7 @@ def jobs_running() -> int:
 class GenerationParams:
     """Decoding settings; temperature 0 means greedy."""
 
-    max_new_tokens: int = 128
+    max_new_tokens: int = 256  # a chat answer of a few tips or paragraphs ends by itself well before this
     temperature: float = 0.7
     top_p: float = 0.9
     top_k: int = 50
