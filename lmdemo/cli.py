@@ -240,6 +240,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     planned = plan(_finetune_request(args))
     for note in planned.data.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.check:
+        print(json.dumps(planned.summary(), indent=2, ensure_ascii=False))
+        return 0
     stop = threading.Event()
 
     def on_sigint(signum, frame):
@@ -435,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="LoRA fine-tuning: classification (alias sentiment) or sft")
     _finetune_args(ft)
     ft.add_argument("--output", required=True, help="adapter name (saved in the adapters folder) or a folder path")
+    ft.add_argument("--check", action="store_true", help="read and check the data, print the plan, train nothing")
     ft.add_argument("--no-compare", action="store_true",
                     help="skip scoring base and fine-tuned models on the validation split afterwards")
     ft.set_defaults(func=cmd_finetune)

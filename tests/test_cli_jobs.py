@@ -57,3 +57,14 @@ def test_eval_compares_several_models(prepared):
     results = json.loads(out.stdout)["results"]
     assert [r["label"] for r in results] == ["default", "all-minilm-l6-v2"] and all(r["n"] == 6 for r in results)
     assert results[0]["adapter"] and not results[1]["adapter"]  # the bundled adapter vs the bare encoder
+
+
+def test_finetune_check_and_estimate_train_nothing(tmp_path):
+    out = run_cli("finetune", "classification", "--sample", "topics (4 classes)", "--output", str(tmp_path / "a"),
+                  "--check")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["train_rows"] > 0 and plan["validation_rows"] > 0 and len(plan["labels"]) == 4
+    assert not (tmp_path / "a").exists()
+    bad = run_cli("finetune", "sft", "--sample", "topics (4 classes)", "--output", "x", "--check")
+    assert bad.returncode == 2 and "classification data" in bad.stderr
