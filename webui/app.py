@@ -566,6 +566,8 @@ def build() -> gr.Blocks:
 def launch(port: int | None = None, host: str | None = None, block: bool = True, warm: bool = True) -> gr.Blocks:
     """Start the app (prevent_thread_lock when block is False, for tests)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if get_settings().demo_mode and os.environ.get("HF_TOKEN"):
+        log.info("demo mode: HF_TOKEN stays the host's; visitors push with their own token and read the Hub anonymously")
     if warm:
         warmup.start()
     demo = build()

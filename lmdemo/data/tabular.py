@@ -55,6 +55,8 @@ def read_rows(source: str | Path) -> tuple[list[dict], list[str]]:
     """All rows and the column names of a file or Hub dataset id ("user/name[:split]")."""
     import datasets
 
+    from lmdemo.models.hub import read_token
+
     path = Path(str(source)).expanduser()
     try:
         if path.exists():
@@ -65,7 +67,7 @@ def read_rows(source: str | Path) -> tuple[list[dict], list[str]]:
             name, _, split = str(source).partition(":")
             if "/" not in name:
                 raise InputError(f"Data {str(source)!r} is neither a file nor a Hub dataset id (user/name).")
-            ds = datasets.load_dataset(name, split=split or "train")
+            ds = datasets.load_dataset(name, split=split or "train", token=read_token())
     except InputError:
         raise
     except Exception as exc:  # datasets' parsers raise many types; the first line says what broke

@@ -72,9 +72,11 @@ def _hub_records(dataset_id: str) -> list[tuple[int, dict]]:
     """Rows of a Hub dataset ("user/name" or "user/name:split", default split "test") through `datasets`."""
     from datasets import load_dataset
 
+    from lmdemo.models.hub import read_token
+
     name, _, split = dataset_id.partition(":")
     try:
-        ds = load_dataset(name, split=split or "test")
+        ds = load_dataset(name, split=split or "test", token=read_token())
     except Exception as exc:  # datasets raises many types for offline / missing / gated
         from lmdemo.models.hub import hub_reachable
 

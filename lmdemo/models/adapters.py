@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmdemo.config import Settings, get_settings
-from lmdemo.errors import AdapterError, InputError, LmdemoError
+from lmdemo.errors import AdapterError, HubError, InputError, LmdemoError
 from lmdemo.models import hub
 from lmdemo.models.registry import BUILTINS, hub_shaped
 
@@ -355,7 +355,7 @@ def push(adapter: str | Path, repo_id: str, *, private: bool = False, token: str
          base_model: str | None = None) -> PushResult:
     """Upload the staged adapter folder (creating the repo if needed); ``dry_run`` only writes that folder.
 
-    ``token``: a write token; None uses HF_TOKEN or the stored ``hf auth login`` token.
+    ``token``: a write token; None uses HF_TOKEN or the stored ``hf auth login`` token, except in demo mode.
     ``base_model``: the base's Hub id when the adapter records only a local folder.
     """
     repo_id = hub.check_repo_id(repo_id)
@@ -364,6 +364,9 @@ def push(adapter: str | Path, repo_id: str, *, private: bool = False, token: str
         return PushResult(repo_id, Path(dry_run), files_, dry_run=True)
     from huggingface_hub import get_token
 
+    if not token and get_settings().demo_mode:
+        raise HubError("Pushing from this shared app needs your own write token (the token box) or "
+                       "Sign in with Hugging Face; the host's token is never used for a visitor.")
     token = token or get_token()  # resolved here, so every message can mask whichever token is used
     tmp = Path(tempfile.mkdtemp(prefix="lmdemo-push-"))
     try:

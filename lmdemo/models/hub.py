@@ -12,6 +12,7 @@ import socket
 import time
 from pathlib import Path
 
+from lmdemo.config import get_settings
 from lmdemo.errors import AdapterError, HubError, InputError
 
 __all__ = ["HubError", "endpoint", "hub_reachable", "check_repo_id", "scrub", "download_adapter", "upload"]
@@ -42,6 +43,12 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         ok = False
     _hub_probe = (time.monotonic(), ok)
     return ok
+
+
+def read_token() -> bool | None:
+    """The token Hub reads go out with: none in demo mode (False: anonymous), where the host's HF_TOKEN or stored
+    login belongs to the operator, never to a visitor; None elsewhere (huggingface_hub's own choice)."""
+    return False if get_settings().demo_mode else None
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -79,7 +86,7 @@ def download_adapter(repo_id: str) -> Path | None:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     online = hub_reachable()
-    kwargs = dict(repo_type="model", endpoint=endpoint(), local_files_only=not online)
+    kwargs = dict(repo_type="model", endpoint=endpoint(), local_files_only=not online, token=read_token())
     try:
         local = Path(snapshot_download(repo_id, allow_patterns=["adapter_config.json"], **kwargs))
         if not (local / "adapter_config.json").is_file():

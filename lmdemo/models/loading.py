@@ -140,7 +140,9 @@ def _model_source(name: str, settings: Settings) -> tuple[str, dict[str, Any]]:
             raise ModelNotFoundError(f"Model folder {name!r} has no config.json: not a transformers model folder.")
         return str(ref.path), {"local_files_only": True}
     # Without a reachable Hub, read only the local cache: huggingface_hub would otherwise retry for ~45 s.
-    return ref.name, ({} if hub_reachable() else {"local_files_only": True})
+    if not hub_reachable():
+        return ref.name, {"local_files_only": True}
+    return ref.name, ({"token": False} if hub.read_token() is False else {})
 
 
 def _resolve_spec(spec: LoadSpec, settings: Settings, notes: list[str]) -> tuple[LoadSpec, torch.device, torch.dtype]:

@@ -298,3 +298,31 @@ def test_an_adapter_without_a_known_base_needs_base_model(tmp_path):
     adapters.push(folder, "alice/foreign", dry_run=tmp_path / "b", base_model="org/base-model")
     assert json.loads((tmp_path / "b" / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/base-model"
     assert "base_model: org/base-model" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_demo_mode_never_sends_the_hosts_token(online, monkeypatch, settings):
+    """A Space owner's HF_TOKEN is set; visitors' pushes need their own token and their Hub reads go anonymous."""
+    from lmdemo.config import Settings, set_settings
+
+    host = "hf_hostSecretToken0000000000000000"
+    adapters.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", token=TOKEN)  # the repo a visitor will read
+    monkeypatch.setenv("HF_TOKEN", host)
+    online.requests.clear()
+    set_settings(Settings(home=settings.home, demo_mode=True))
+    try:
+        with pytest.raises(hub.HubError, match="your own write token"):
+            adapters.push(DEFAULT_ADAPTER, "alice/visitor", token=None)
+        model, folder = adapters.resolve_pick("alice/sentiment-minilm")
+        assert model == "all-minilm-l6-v2" and folder
+        assert online.requests, "the pull reached the loopback Hub"
+        assert not any(host in r["authorization"] for r in online.requests), online.requests
+        adapters.push(DEFAULT_ADAPTER, "alice/visitor", token=TOKEN)  # the visitor's own token works
+        assert "alice/visitor" in online.repos
+        assert not any(host in r["authorization"] for r in online.requests)
+    finally:
+        set_settings(settings)
+    # Outside demo mode the operator's own token is used, as before: the check above can fail.
+    online.requests.clear()
+    hub._PULLED.clear()
+    adapters.push(DEFAULT_ADAPTER, "alice/operator", token=None)
+    assert any(host in r["authorization"] for r in online.requests)
