@@ -59,6 +59,7 @@ class Settings:
     # 4 GiB holds all three built-ins in bf16 with room to spare on a 16 GB Space.
     memory_budget_mb: int = field(default=4096, metadata={"help": "Upper bound for the loaded-model cache (LMDEMO_MEMORY_BUDGET_MB)."})
     demo_mode: bool = field(default=False, metadata={"help": "Shared public Space: training and queue capped (LMDEMO_DEMO_MODE=1)."})
+    allowed_models: tuple[str, ...] = field(default=(), metadata={"help": "Demo mode: models (Hub ids, adapter repos) loadable besides the built-ins, comma-separated (LMDEMO_ALLOWED_MODELS)."})
     fast_generation: bool = field(default=True, metadata={"help": "CPU Llama/Gemma 3 decode through lmdemo.engine.fastgen, same tokens as generate (LMDEMO_FASTGEN=0 turns it off)."})
     fastgen_weights: FastgenWeights = field(default="exact", metadata={"help": "fastgen's decode weights: exact (same tokens as generate), int8/int4 copies, or gguf: the built-in's own GGUF file through llama.cpp (requirements-llama.txt); faster, output changes (LMDEMO_FASTGEN_WEIGHTS)."})
 
@@ -74,6 +75,9 @@ class Settings:
         if int(self.memory_budget_mb) <= 0:
             raise ConfigError(f"`memory_budget_mb` must be positive; got {self.memory_budget_mb}")
         self.memory_budget_mb = int(self.memory_budget_mb)
+        if isinstance(self.allowed_models, str):
+            self.allowed_models = tuple(m.strip() for m in self.allowed_models.split(",") if m.strip())
+        self.allowed_models = tuple(self.allowed_models)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -86,6 +90,7 @@ class Settings:
             ("LMDEMO_QUANTIZE", "quantize"),
             ("LMDEMO_DTYPE", "dtype"),
             ("LMDEMO_FASTGEN_WEIGHTS", "fastgen_weights"),
+            ("LMDEMO_ALLOWED_MODELS", "allowed_models"),
         ):
             if env.get(key):
                 kwargs[attr] = env[key]

@@ -20,7 +20,7 @@ from typing import Any
 from lmdemo.config import Settings, get_settings
 from lmdemo.errors import AdapterError, HubError, InputError, LmdemoError
 from lmdemo.models import hub
-from lmdemo.models.registry import BUILTINS, hub_shaped
+from lmdemo.models.registry import BUILTINS, check_allowed, hub_shaped
 
 ADAPTER_META = "lmdemo.json"  # labels and task that a PEFT adapter folder alone does not record
 # Eval summaries kept beside an adapter by the fine-tune comparison; a push turns them into the card's model-index.
@@ -74,6 +74,13 @@ def _inside(root: Path, name: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def _adapter_roots(settings: Settings) -> tuple[Path, ...]:
+    """Where adapter folders may live on a shared Space: its adapters folder, the bundled ones, Hub downloads."""
+    from huggingface_hub import constants
+
+    return settings.adapters_dir, BUNDLED_DIR, Path(constants.HF_HUB_CACHE)
+
+
 def adapter_dir(adapter: str, settings: Settings | None = None) -> Path:
     """Resolve an adapter given as a folder path, a name in the adapters folder (never outside it), a bundled
     adapter's name or a Hub adapter repo id."""
@@ -81,9 +88,13 @@ def adapter_dir(adapter: str, settings: Settings | None = None) -> Path:
     path = Path(adapter).expanduser()
     if path.is_dir():
         folder = path.resolve()
+        if settings.demo_mode and not any(r.resolve() in folder.parents for r in _adapter_roots(settings)):
+            raise AdapterError(f"This shared app loads adapters from its adapters folder only, not {adapter!r}.")
     else:
         root = settings.adapters_dir
         folder = _inside(root, adapter) or _inside(BUNDLED_DIR, adapter)
+        if folder is None and hub_shaped(adapter):
+            check_allowed(adapter, settings.demo_mode, settings.allowed_models)  # before any Hub request
         if folder is None:
             folder = hub.download_adapter(adapter) if hub_shaped(adapter) else None
             if folder is None:

@@ -21,7 +21,7 @@ from lmdemo.errors import AdapterError, ModelNotFoundError
 from lmdemo.models import hub, store
 from lmdemo.models.adapters import adapter_base, adapter_dir, adapter_meta
 from lmdemo.models.hub import hub_reachable
-from lmdemo.models.registry import resolve
+from lmdemo.models.registry import check_allowed, resolve
 
 log = logging.getLogger(__name__)
 # bitsandbytes' int8 CPU path warns on every matmul that it casts bf16 to fp16; once is enough.
@@ -146,6 +146,7 @@ def _model_source(name: str, settings: Settings) -> tuple[str, dict[str, Any]]:
 
 
 def _resolve_spec(spec: LoadSpec, settings: Settings, notes: list[str]) -> tuple[LoadSpec, torch.device, torch.dtype]:
+    check_allowed(spec.model, settings.demo_mode, settings.allowed_models)
     if not spec.adapter and resolve(spec.model).kind == "hub":
         folder = hub.download_adapter(spec.model)  # a Hub adapter repo typed as a model loads on its base
         if folder is not None:

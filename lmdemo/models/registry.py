@@ -124,6 +124,19 @@ def hub_shaped(name: str) -> bool:
     return str(name).count("/") == 1 and not str(name).startswith((".", "/", "~"))
 
 
+def check_allowed(name: str, demo_mode: bool, allowed: tuple[str, ...]) -> None:
+    """In demo mode (a shared Space) only the built-ins and the operator's allow-list load: refused before any
+    Hub request or disk read, so one visitor cannot make the machine fetch or read what it was not set up for."""
+    from lmdemo.errors import ModelNotFoundError
+
+    name = (name or "").strip()
+    if not demo_mode or name in BUILTINS or name in allowed:
+        return
+    offered = ", ".join([*BUILTINS, *allowed])
+    raise ModelNotFoundError(f"This shared app loads only these models: {offered}; {name!r} is not one of them "
+                             "(duplicate the Space to use others).")
+
+
 def resolve(name: str) -> ModelRef:
     """Turn a built-in name, a local folder or a Hub id into a ModelRef (no loading, no network)."""
     from lmdemo.errors import ModelNotFoundError

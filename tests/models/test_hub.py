@@ -326,3 +326,30 @@ def test_demo_mode_never_sends_the_hosts_token(online, monkeypatch, settings):
     hub._PULLED.clear()
     adapters.push(DEFAULT_ADAPTER, "alice/operator", token=None)
     assert any(host in r["authorization"] for r in online.requests)
+
+
+def test_demo_mode_loads_only_builtins_and_the_allow_list(online, settings, tmp_path):
+    """Refused before any Hub request or disk read; the operator's LMDEMO_ALLOWED_MODELS opens a door."""
+    from lmdemo.config import Settings, set_settings
+    from lmdemo.errors import LmdemoError
+    from lmdemo.jobs.generation import GenerationRequest, generate
+    from lmdemo.models.loading import load
+
+    adapters.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", token=TOKEN)
+    online.requests.clear()
+    set_settings(Settings(home=settings.home, demo_mode=True))
+    try:
+        for name in ("Qwen/Qwen2.5-72B", str(settings.models_dir / "all-minilm-l6-v2"), "alice/sentiment-minilm"):
+            with pytest.raises(LmdemoError, match="only these models"):
+                load(name, head="encoder")
+        with pytest.raises(LmdemoError, match="only these models"):
+            generate(GenerationRequest("hi", model="Qwen/Qwen2.5-72B"))
+        with pytest.raises(LmdemoError, match="adapters folder only"):
+            adapters.adapter_dir(str(tmp_path))
+        assert online.requests == []  # nothing reached the Hub
+        assert classify(TEXTS)[0].label  # the built-ins and the bundled adapter still work
+        set_settings(Settings(home=settings.home, demo_mode=True, allowed_models="alice/sentiment-minilm"))
+        assert classify(TEXTS, model="alice/sentiment-minilm")[0].label == classify(TEXTS)[0].label
+        assert online.requests  # the allowed id was fetched
+    finally:
+        set_settings(settings)
