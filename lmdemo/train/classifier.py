@@ -37,7 +37,8 @@ class ClassifierTrainConfig:
     quantize: str | None = None
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1 or self.lora_r < 1:
+        # `not x > 0` also refuses NaN, which every comparison answers False
+        if not (self.epochs > 0 and self.learning_rate > 0 and self.batch_size >= 1 and self.lora_r >= 1):
             raise InputError("`epochs`, `learning_rate`, `batch_size` and `lora_r` must be positive.")
 
 

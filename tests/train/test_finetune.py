@@ -205,3 +205,10 @@ def test_cli_ctrl_c_stops_after_the_step_and_keeps_the_adapter(prepared, tmp_pat
     saved = json.loads((out / "eval-adapter.json").read_text())
     assert saved["metrics"] == summary["comparison"]["fine-tuned"] and saved["adapter"] == str(out)
     assert json.loads((out / "eval-base.json").read_text())["adapter"] is None
+
+
+@pytest.mark.parametrize("bad", [{"learning_rate": float("nan")}, {"epochs": float("nan")}, {"learning_rate": -1.0},
+                                 {"lora_r": 0}])
+def test_classifier_settings_refuse_nan_and_non_positive_values(bad):
+    with pytest.raises(InputError, match="positive"):
+        ClassifierTrainConfig(output_dir="x", **bad)
