@@ -308,7 +308,7 @@ def test_demo_mode_never_sends_the_hosts_token(online, monkeypatch, settings):
     adapters.push(DEFAULT_ADAPTER, "alice/sentiment-minilm", token=TOKEN)  # the repo a visitor will read
     monkeypatch.setenv("HF_TOKEN", host)
     online.requests.clear()
-    set_settings(Settings(home=settings.home, demo_mode=True))
+    set_settings(Settings(home=settings.home, demo_mode=True, allowed_models="alice/sentiment-minilm"))
     try:
         with pytest.raises(hub.HubError, match="your own write token"):
             adapters.push(DEFAULT_ADAPTER, "alice/visitor", token=None)
