@@ -172,26 +172,15 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
-    from lmdemo.errors import InputError
-
-    mapping = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise InputError(f"{flag} takes FILE_COLUMN=FIELD pairs; got {pair!r}")
-        old, new = pair.split("=", 1)
-        mapping[old] = new
-    return mapping
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
+    from lmdemo.data.tabular import parse_columns
     from lmdemo.eval import evaluation
 
     models = list(args.models or []) + ([args.model] if args.model else [])
     if args.adapter:
         models.append(args.adapter)
     req = evaluation.EvalRequest(args.task, args.data, models=models, limit=args.limit,
-                                 columns=_pairs(args.columns, "--columns"))
+                                 columns=parse_columns(args.columns))
     comparison = evaluation.compare_models(req)
     if args.predictions:
         evaluation.write_predictions(comparison.results[0][1], args.predictions)

@@ -38,6 +38,13 @@ DEMO_LIMITS = DemoLimits()
 LLAMA_INSTALL_HINT = "pip install -r requirements-llama.txt (compiles llama.cpp: about 14 minutes on 2 cores, once)"
 
 
+def require_llama_cpp() -> None:
+    """ConfigError with the install command when llama-cpp-python is absent; probed, never imported (settings are
+    read before any back-end is needed)."""
+    if find_spec("llama_cpp") is None:
+        raise ConfigError(f"LMDEMO_FASTGEN_WEIGHTS=gguf needs llama-cpp-python, which is not installed: {LLAMA_INSTALL_HINT}")
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     value = value.strip().lower()
     if value not in choices:
@@ -69,9 +76,8 @@ class Settings:
         self.quantize = _choice("quantize", self.quantize, QUANTIZE_CHOICES)  # type: ignore[assignment]
         self.dtype = _choice("dtype", self.dtype, DTYPE_CHOICES)  # type: ignore[assignment]
         self.fastgen_weights = _choice("fastgen_weights", self.fastgen_weights, FASTGEN_WEIGHTS_CHOICES)  # type: ignore[assignment]
-        # Probed, never imported: settings are read before any back-end is needed.
-        if self.fastgen_weights == "gguf" and find_spec("llama_cpp") is None:
-            raise ConfigError(f"LMDEMO_FASTGEN_WEIGHTS=gguf needs llama-cpp-python, which is not installed: {LLAMA_INSTALL_HINT}")
+        if self.fastgen_weights == "gguf":
+            require_llama_cpp()
         if int(self.memory_budget_mb) <= 0:
             raise ConfigError(f"`memory_budget_mb` must be positive; got {self.memory_budget_mb}")
         self.memory_budget_mb = int(self.memory_budget_mb)

@@ -9,6 +9,7 @@ from typing import Iterator
 import gradio as gr
 
 from lmdemo.config import DEMO_LIMITS, get_settings
+from lmdemo.data.tabular import parse_columns
 from lmdemo.engine.streaming import GenerationParams
 from lmdemo.eval.evaluation import EvalRequest, compare_models
 from lmdemo.jobs.generation import GenerationRequest, generate_stream
@@ -409,12 +410,12 @@ def api_evaluate(task: str = EVAL["task"], data: str = "", models: str = ", ".jo
 
     data: a JSONL/CSV file on the server or a Hub dataset id (empty = the bundled set); columns: "old=new, ...".
     """
-    req = EvalRequest(task, h.api_data(data), models=models, limit=limit, columns=h.pairs(columns))
+    req = EvalRequest(task, h.api_data(data), models=models, limit=limit, columns=parse_columns(columns))
     return compare_models(req).to_dict()
 
 
 def _finetune(task: str, data: str, sample: str, columns: str, **settings) -> FinetuneRequest:
-    return FinetuneRequest(task=task, data=h.api_data(data), sample=sample or None, columns=h.pairs(columns), **settings)
+    return FinetuneRequest(task=task, data=h.api_data(data), sample=sample or None, columns=parse_columns(columns), **settings)
 
 
 @h.friendly

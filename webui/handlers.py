@@ -110,7 +110,6 @@ def _show_notes(notes: list[str]) -> None:
 
 def api_data(value: str | None) -> str | None:
     """An API call's data argument. On a shared Space (demo mode) the server's files are not a caller's to read."""
-    from lmdemo.config import get_settings
     from lmdemo.models.registry import hub_shaped
 
     value = (value or "").strip()
@@ -118,21 +117,6 @@ def api_data(value: str | None) -> str | None:
         raise InputError("In demo mode the API reads the bundled sets and samples or a Hub dataset id, "
                          "not files on the server: leave `data` empty or use the page's upload.")
     return value or None
-
-
-def pairs(value: str | dict | None) -> dict[str, str]:
-    """A column mapping typed as "old=new, old2=new2" (or already a dict)."""
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    mapping = {}
-    for pair in str(value or "").replace("\n", ",").split(","):
-        if not pair.strip():
-            continue
-        if "=" not in pair:
-            raise InputError(f"Columns are FILE_COLUMN=FIELD pairs separated by commas; got {pair.strip()!r}")
-        old, new = pair.split("=", 1)
-        mapping[old.strip()] = new.strip()
-    return mapping
 
 
 # ---------------------------------------------------------------- generation
@@ -348,7 +332,10 @@ def adapter_name(name: str | None) -> str:
 
 def _columns(task: str, first_col: str | None, second_col: str | None) -> dict[str, str]:
     """The column pickers as a request's mapping (file column -> field)."""
-    fields = ("text", "label") if task in ("classification", "sentiment") else ("prompt", "response")
+    from lmdemo.data import tabular
+    from lmdemo.train.plan import task_name
+
+    fields = tabular.COLUMNS[task_name(task)]
     return {col: f for col, f in zip((first_col, second_col), fields) if col}
 
 

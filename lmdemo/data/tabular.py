@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import Iterable
 
 from lmdemo.errors import InputError
 from lmdemo.data.files import check_size, read_text
@@ -31,6 +32,22 @@ class TrainingData:
     @property
     def labels(self) -> list[str]:
         return sorted({str(r["label"]) for r in self.train}) if self.task == "classification" else []
+
+
+def parse_columns(value: str | Iterable[str] | dict | None) -> dict[str, str]:
+    """A column mapping (file column -> field) from "old=new, old2=new2", a list of "old=new" or a dict."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    pairs = str(value or "").replace("\n", ",").split(",") if isinstance(value, str) or value is None else value
+    mapping = {}
+    for pair in pairs:
+        if not str(pair).strip():
+            continue
+        if "=" not in pair:
+            raise InputError(f"Columns are FILE_COLUMN=FIELD pairs (e.g. review=text); got {str(pair).strip()!r}")
+        old, new = pair.split("=", 1)
+        mapping[old.strip()] = new.strip()
+    return mapping
 
 
 def _suffix_format(path: Path) -> str:

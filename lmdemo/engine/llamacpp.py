@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from lmdemo.config import LLAMA_INSTALL_HINT as INSTALL_HINT
+from lmdemo.config import require_llama_cpp as require
 from lmdemo.errors import ConfigError
 
 CONTEXT = 4096  # tokens per generation (prompt + new); longer requests stay on transformers
@@ -41,11 +41,6 @@ def available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("llama_cpp") is not None
-
-
-def require() -> None:
-    if not available():
-        raise ConfigError(f"LMDEMO_FASTGEN_WEIGHTS=gguf needs llama-cpp-python, which is not installed: {INSTALL_HINT}")
 
 
 class GGUFDecoder:

@@ -173,9 +173,8 @@ def _progress(rows, desc, on_progress):
 
 
 def _classify(rows, model, adapter, on_progress):
+    from lmdemo.jobs.sentiment import classify
     from lmdemo.models.adapters import adapter_dir, adapter_meta
-    from lmdemo.jobs.sentiment import DEFAULT_ADAPTER, classify
-
     from lmdemo.models.registry import resolve
 
     ref = resolve(model) if model else None
@@ -199,7 +198,7 @@ def _classify(rows, model, adapter, on_progress):
     preds, refs = [r["prediction"] for r in rows], [str(r["label"]) for r in rows]
     scores = load_metric("accuracy").compute(predictions=preds, references=refs)
     scores.update({"f1": load_metric("f1").compute(predictions=preds, references=refs, average="macro")["f1"]})
-    used = model or adapter_meta(adapter_dir(adapter or DEFAULT_ADAPTER)).get("base_model", "")
+    used = model or adapter_meta(adapter_dir(adapter)).get("base_model", "")  # run_rows names the default adapter
     return {"accuracy": scores["accuracy"], "f1": scores["f1"]}, used
 
 
