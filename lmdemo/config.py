@@ -29,6 +29,10 @@ class DemoLimits:
     max_epochs: int = 3
     max_steps: int = 60
     queue_size: int = 16
+    max_eval_rows: int = 100  # rows one evaluation scores per model
+    max_eval_models: int = 2  # models one comparison scores
+    max_eval_tokens: int = 512  # tokens per row a perplexity reads (longer rows are cut, with a note)
+    max_adapters: int = 3  # adapters one visitor keeps at a time
 
 
 DEMO_LIMITS = DemoLimits()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Iterator
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from lmdemo.config import DEMO_LIMITS, get_settings
 from lmdemo.data.tabular import parse_columns
 from lmdemo.engine.streaming import GenerationParams
-from lmdemo.eval.evaluation import EvalRequest, compare_models
+from lmdemo.eval.evaluation import EvalRequest
 from lmdemo.jobs.generation import GenerationRequest, generate_stream
 from lmdemo.jobs.lmlab import (BigramRequest, NextTokensRequest, PerplexityRequest, bigram, next_tokens,
                                perplexity)
@@ -19,12 +21,12 @@ from lmdemo.jobs.sentiment import SentimentRequest, run as run_sentiment
 from lmdemo.jobs.summarization import SummaryRequest, summarize_stream
 from lmdemo.jobs.translation import LANGUAGES, TranslationRequest, translate_stream
 from lmdemo.models import store
-from lmdemo.models.adapters import list_adapters, remove
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
 from lmdemo.serve import warmup
 from lmdemo.train.plan import FinetuneRequest, estimate_plan, plan
 
 from . import handlers as h
+from . import limits
 from .handlers import BIGRAM, EVAL, FT, GEN, GEN_REQ, NEXT, SUM, TR
 from .i18n import I18N
 
@@ -56,7 +58,7 @@ def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
                         label=i("mode"), scale=2, elem_id="generate-mode")
         model = _model_box(DEFAULT_CHAT_MODEL, CAUSAL_CHOICES)
         quantize = gr.Dropdown(["none", "8bit", "4bit"], value="none", label=i("quantize"), scale=1)
-    chatbot = gr.Chatbot(label=i("chat"), height=340)
+    chatbot = limits.Chatbot(label=i("chat"), height=340)
     prompt = gr.Textbox(label=i("prompt"), lines=2, placeholder="Ask anything…")
     with gr.Row():
         send = gr.Button(i("send"), variant="primary")
@@ -118,7 +120,7 @@ def sentiment_tab() -> tuple[gr.Dropdown, str, list[str]]:
     with gr.Accordion(i("batch"), open=False):
         with gr.Row():
             lines = gr.Textbox(label=i("batch_text"), lines=5)
-            upload = gr.File(label=i("batch_file"), file_types=[".txt", ".csv", ".tsv"], type="filepath")
+            upload = limits.File(label=i("batch_file"), file_types=[".txt", ".csv", ".tsv"], type="filepath")
         run_all = gr.Button(i("classify_all"))
         table = gr.Dataframe(headers=["text", "label", "score"], label=i("results"), wrap=True)
         download = gr.DownloadButton(i("download"), visible=False)
@@ -223,7 +225,7 @@ def evaluate_tab() -> None:
     with gr.Row():
         models = gr.Textbox(value=", ".join(EVAL["models"]), label=i("eval_models"), scale=2,
                             elem_id="evaluate-models")
-        upload = gr.File(label=i("eval_file"), file_types=[".jsonl", ".csv", ".tsv"], type="filepath")
+        upload = limits.File(label=i("eval_file"), file_types=[".jsonl", ".csv", ".tsv"], type="filepath")
     with gr.Row():
         run = gr.Button(i("evaluate"), variant="primary")
         stop_btn = gr.Button(i("stop"), variant="stop")
@@ -233,9 +235,12 @@ def evaluate_tab() -> None:
     examples = gr.Dataframe(label=i("per_example"), headers=["input", "reference", "prediction"], wrap=True,
                             interactive=False)
     download = gr.DownloadButton(i("download_json"), visible=False)
-    ev = run.click(h.run_evaluation, [task, upload, models, limit], [table, chart, examples, download],
+    stop = gr.State(h.StopEvent())
+    ev = run.click(h.run_evaluation, [task, upload, models, limit, stop], [table, chart, examples, download],
                    concurrency_id="causal-lm", api_name="ui_evaluate", api_visibility="private")
-    stop_btn.click(None, None, None, cancels=[ev], api_name="ui_stop_eval", api_visibility="private")
+    # The flag stops the scoring between examples; cancelling the event alone would leave it running.
+    stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_eval",
+                   api_visibility="private")
 
 
 def finetune_tab() -> None:
@@ -246,7 +251,7 @@ def finetune_tab() -> None:
         task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft")], value=FT["task"],
                         label=i("task"), elem_id="finetune-task")
         sample = gr.Dropdown(list(SAMPLES), value="topics (4 classes)", label=i("sample"))
-        upload = gr.File(label=i("train_file"), file_types=[".csv", ".jsonl", ".json", ".parquet", ".tsv"],
+        upload = limits.File(label=i("train_file"), file_types=[".csv", ".jsonl", ".json", ".parquet", ".tsv"],
                          type="filepath", elem_id="finetune-upload")
     with gr.Row():
         first_col = gr.Dropdown([], value=None, allow_custom_value=True, label=i("first_col"))
@@ -279,7 +284,7 @@ def finetune_tab() -> None:
     compare_examples = gr.Dataframe(label=i("side_by_side"), headers=["input", "reference", "base", "fine-tuned"],
                                     interactive=False, wrap=True)
     with gr.Accordion(i("adapters"), open=False):
-        adapters = gr.Dataframe(headers=["name", "task", "base", "metrics"], interactive=False)
+        adapters = gr.Dataframe(headers=["name", "task", "base", "metrics"], interactive=False, elem_id="adapters-table")
         with gr.Row():
             adapter_name = gr.Textbox(label=i("adapter_name"))
             remove = gr.Button(i("remove"))
@@ -290,8 +295,7 @@ def finetune_tab() -> None:
         if os.environ.get("OAUTH_CLIENT_ID"):  # only a Space with hf_oauth has a real login flow
             gr.LoginButton()
         with gr.Row():
-            share_pick = gr.Dropdown(choices=[a.name for a in list_adapters()], value=None, allow_custom_value=True,
-                                     label=i("adapter"))
+            share_pick = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label=i("adapter"))
             share_refresh = gr.Button(i("refresh"), scale=0)
             repo_id = gr.Textbox(label=i("repo_id"), placeholder="your-name/my-adapter")
             private = gr.Checkbox(label=i("private"), value=False)
@@ -311,17 +315,17 @@ def finetune_tab() -> None:
                        concurrency_id="training", api_name="ui_estimate", api_visibility="private")
     start.click(h.start_training, data_inputs + [base, epochs, lr, lora_r, quantize, name], None,
                 api_name="ui_start_training", api_visibility="private")
-    cancel.click(h.cancel_training, None, None, queue=False, api_name="ui_cancel_training", api_visibility="private")
+    cancel.click(h.cancel_training, None, None, api_name="ui_cancel_training", api_visibility="private")
     timer = gr.Timer(1.0)
     timer.tick(h.training_status, None, [status, loss_plot, val_plot, compare_table, compare_examples], queue=False,
                api_visibility="private", show_progress="hidden")
     # Filled on every page load by a private event (a callable value would be published as an API endpoint).
     gr.on(None, h.adapters_table, None, adapters, queue=False, api_visibility="private")
+    gr.on(None, h.share_choices, None, share_pick, queue=False, api_visibility="private")
     remove.click(h.remove_adapter, adapter_name, adapters, api_name="ui_remove_adapter", api_visibility="private")
     merge.click(h.merge_adapter, adapter_name, merge_md, concurrency_id="training", api_name="ui_merge_adapter",
                 api_visibility="private")
-    share_refresh.click(lambda: gr.Dropdown(choices=[a.name for a in list_adapters()]), None, share_pick,
-                        queue=False, api_visibility="private")
+    share_refresh.click(h.share_choices, None, share_pick, queue=False, api_visibility="private")
     for button, fn in ((dry, h.share_dry_run), (push, h.share_push)):
         button.click(fn, [share_pick, repo_id, private, token], [share_md, card], concurrency_id="hub",
                      api_name=f"ui_{fn.__name__}", api_visibility="private")
@@ -352,27 +356,31 @@ def api_generate(prompt: str, mode: str = GEN_REQ["mode"], model: str = "", max_
     """Generate a chat reply or a completion, streamed; each update has text, tokens, tokens_per_second, ..."""
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, seed=seed)
-    for res in generate_stream(GenerationRequest(h.need(prompt, request), mode=mode, model=model, params=params)):
+    model, adapter = h.pick(model, request)
+    req = GenerationRequest(h.need(prompt, request), mode=mode, model=model, adapter=adapter, params=params)
+    for res in generate_stream(req):
         yield res.to_dict()
 
 
 @h.friendly
 def api_sentiment(text: str, model: str = "", request: gr.Request = None) -> dict:
     """Label and score of one text (model: a classification adapter or model; empty = the bundled one)."""
-    return run_sentiment(SentimentRequest([h.need(text, request)], model=model)).results[0].to_dict()
+    return run_sentiment(SentimentRequest([h.need(text, request)], **h.sentiment_model(model, request))).results[0].to_dict()
 
 
 @h.friendly
 def api_sentiment_batch(texts: list[str], model: str = "", request: gr.Request = None) -> list[dict]:
     """Label and score of each text."""
-    return [r.to_dict() for r in run_sentiment(SentimentRequest(list(texts or []), model=model)).results]
+    req = SentimentRequest(list(texts or []), **h.sentiment_model(model, request))
+    return [r.to_dict() for r in run_sentiment(req).results]
 
 
 @h.friendly
 def api_summarize(text: str, length: int = SUM["length"], unit: str = SUM["unit"], model: str = "",
                   request: gr.Request = None) -> Iterator[dict]:
     """Summary of a text (length in sentences or words), streamed; with input and summary lengths."""
-    req = SummaryRequest(h.need(text, request), length=length, unit=unit, model=model)
+    model, adapter = h.pick(model, request)
+    req = SummaryRequest(h.need(text, request), length=length, unit=unit, model=model, adapter=adapter)
     for res in summarize_stream(req):
         yield res.to_dict()
 
@@ -381,54 +389,74 @@ def api_summarize(text: str, length: int = SUM["length"], unit: str = SUM["unit"
 def api_translate(text: str, source: str = TR["source"], target: str = TR["target"], model: str = "",
                   request: gr.Request = None) -> Iterator[dict]:
     """Translation of a text between en, fr, de, es and zh, streamed sentence by sentence."""
-    for res in translate_stream(TranslationRequest(h.need(text, request), source, target, model=model)):
+    model, adapter = h.pick(model, request)
+    for res in translate_stream(TranslationRequest(h.need(text, request), source, target, model=model,
+                                                   adapter=adapter)):
         yield res.to_dict()
 
 
 @h.friendly
 def api_perplexity(text: str, model: str = "", request: gr.Request = None) -> dict:
     """Per-token log-probabilities and perplexity under a causal LM."""
-    return perplexity(PerplexityRequest(h.need(text, request), model=model)).to_dict()
+    model, adapter = h.pick(model, request)
+    return perplexity(PerplexityRequest(h.need(text, request), model=model, adapter=adapter)).to_dict()
 
 
 @h.friendly
 def api_next_tokens(prefix: str, k: int = NEXT["k"], model: str = "", request: gr.Request = None) -> dict:
     """Top-k next tokens with probabilities."""
-    return next_tokens(NextTokensRequest(h.need(prefix, request), k=k, model=model)).to_dict()
+    model, adapter = h.pick(model, request)
+    return next_tokens(NextTokensRequest(h.need(prefix, request), k=k, model=model, adapter=adapter)).to_dict()
 
 
 @h.friendly
 def api_bigram(text: str, corpus: str, k: float = BIGRAM["k"], model: str = "", request: gr.Request = None) -> dict:
     """Perplexity of a text under the neural LM and under a bigram model (add-k) fitted on the corpus."""
-    return bigram(BigramRequest(h.need(text, request), h.need(corpus, request), k=k, model=model)).to_dict()
+    model, adapter = h.pick(model, request)
+    req = BigramRequest(h.need(text, request), h.need(corpus, request), k=k, model=model, adapter=adapter)
+    return bigram(req).to_dict()
 
 
 @h.friendly
 def api_evaluate(task: str = EVAL["task"], data: str = "", models: str = ", ".join(EVAL["models"]),
-                 limit: int | None = EVAL["limit"], columns: str = "") -> dict:
+                 limit: int | None = EVAL["limit"], columns: str = "", request: gr.Request = None) -> dict:
     """Score up to 4 models (comma-separated: default, built-ins, adapters, Hub ids) on the same rows.
 
     data: a JSONL/CSV file on the server or a Hub dataset id (empty = the bundled set); columns: "old=new, ...".
     """
     req = EvalRequest(task, h.api_data(data), models=models, limit=limit, columns=parse_columns(columns))
-    return compare_models(req).to_dict()
+    return h.compare_for(req, request).to_dict()
 
 
-def _finetune(task: str, data: str, sample: str, columns: str, **settings) -> FinetuneRequest:
+def _finetune(task: str, data: str, sample: str, columns: str, request: gr.Request | None = None,
+              **settings) -> FinetuneRequest:
+    if "base" in settings:
+        settings["base"] = h.visitor_model(settings["base"], request)
     return FinetuneRequest(task=task, data=h.api_data(data), sample=sample or None, columns=parse_columns(columns), **settings)
 
 
+def _plan_dict(planned) -> dict:
+    """A plan as the API shows it: on a shared Space the server's folders stay out of it."""
+    out = planned.to_dict()
+    if get_settings().demo_mode:
+        out["output_dir"] = ""
+        out.get("config", {}).pop("output_dir", None)
+    return out
+
+
 @h.friendly
-def api_finetune_check(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "") -> dict:
+def api_finetune_check(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "",
+                       request: gr.Request = None) -> dict:
     """Read and check the training data (a server-side file, a Hub dataset id or a bundled sample); starts nothing."""
-    return plan(_finetune(task, data, sample, columns)).to_dict()
+    return _plan_dict(plan(_finetune(task, data, sample, columns, request)))
 
 
 @h.friendly
 def api_finetune_estimate(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "",
-                          base: str = "", quantize: str = "", lora_r: int | None = FT["lora_r"]) -> dict:
+                          base: str = "", quantize: str = "", lora_r: int | None = FT["lora_r"],
+                          request: gr.Request = None) -> dict:
     """Memory and time per epoch of the run, measured with two real LoRA steps (empty/None: the task's default)."""
-    req = _finetune(task, data, sample, columns, base=base or None, quantize=quantize or None, lora_r=lora_r)
+    req = _finetune(task, data, sample, columns, request, base=base or None, quantize=quantize or None, lora_r=lora_r)
     return estimate_plan(plan(req)).to_dict()
 
 
@@ -436,33 +464,34 @@ def api_finetune_estimate(task: str = FT["task"], data: str = "", sample: str = 
 def api_finetune_start(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "", base: str = "",
                        epochs: float | None = FT["epochs"], learning_rate: float | None = FT["learning_rate"],
                        lora_r: int | None = FT["lora_r"], quantize: str = "", max_steps: int | None = FT["max_steps"],
-                       seed: int | None = FT["seed"], name: str = "") -> dict:
+                       seed: int | None = FT["seed"], name: str = "", request: gr.Request = None) -> dict:
     """Start a LoRA fine-tuning run in the app's training slot (one at a time); poll /finetune_status.
 
     Settings left empty/None take the task's defaults; name: the adapter's name (default TASK-adapter).
     """
-    req = _finetune(task, data, sample, columns, base=base or None, epochs=epochs, learning_rate=learning_rate,
-                    lora_r=lora_r, quantize=quantize or None, max_steps=max_steps, seed=seed,
-                    output=h.adapter_name(name))
-    planned, status = h.start_job(req)
-    return dict(planned.to_dict(), state=status.state, message=status.message,
+    req = _finetune(task, data, sample, columns, request, base=base or None, epochs=epochs,
+                    learning_rate=learning_rate, lora_r=lora_r, quantize=quantize or None, max_steps=max_steps,
+                    seed=seed, output=h.adapter_name(name))
+    planned, status = h.start_job(req, request)
+    return dict(_plan_dict(planned), state=status.state, message=status.message,
                 notes=planned.data.notes + status.notes)
 
 
 @h.friendly
-def api_finetune_status() -> dict:
-    """The training job: state, step, losses so far and, when finished, the base-vs-fine-tuned comparison."""
+def api_finetune_status(request: gr.Request = None) -> dict:
+    """Your training job: state, step, losses so far and, when finished, the base-vs-fine-tuned comparison."""
     from lmdemo.train.worker import JOBS
 
-    return h.job_dict(JOBS.poll())
+    st = JOBS.poll(h.owner_of(request))
+    return h.job_dict(st, busy=JOBS.busy() and not st.running)
 
 
 @h.friendly
-def api_finetune_cancel() -> dict:
-    """Stop the training job after its current step (the adapter trained so far is saved)."""
+def api_finetune_cancel(request: gr.Request = None) -> dict:
+    """Stop your training job after its current step (the adapter trained so far is saved)."""
     from lmdemo.train.worker import JOBS
 
-    return h.job_dict(JOBS.cancel())
+    return h.job_dict(JOBS.cancel(h.owner_of(request)))
 
 
 @h.friendly
@@ -479,36 +508,41 @@ def api_models_prepare() -> list[dict]:
 
 
 @h.friendly
-def api_adapters() -> list[dict]:
-    """Saved adapters (fine-tuned here, newest first) and the bundled ones."""
-    return h.adapters_list()
+def api_adapters(request: gr.Request = None) -> list[dict]:
+    """Your saved adapters (newest first), then the shared ones (bundled; "owned": false)."""
+    return h.adapters_list(request)
 
 
 @h.friendly
 def api_adapters_remove(name: str, request: gr.Request = None) -> list[dict]:
-    """Delete a saved adapter by name (bundled adapters stay); returns the adapters left."""
-    remove(h.need(name, request))
-    return h.adapters_list()
+    """Delete one of your adapters by name (shared and bundled adapters stay); returns the adapters left."""
+    h.remove_named(name, request)
+    return h.adapters_list(request)
 
 
 @h.friendly
 def api_adapters_merge(name: str, request: gr.Request = None) -> dict:
-    """Merge an adapter into its base model; the full model folder works in every model box."""
-    return {"output": str(h.merge_into_folder(h.need(name, request)))}
+    """Merge one of your adapters into its base model; the full model folder works in every model box."""
+    return {"output": str(h.merge_into_folder(h.need(name, request), request))}
 
 
 @h.friendly
 def api_share_dry_run(adapter: str, repo_id: str, request: gr.Request = None) -> dict:
-    """Build the exact folder a push would upload, with its model card; nothing leaves the machine."""
-    result, card = h.dry_run(h.need(adapter, request), h.need(repo_id, request))
-    return dict(result.to_dict(), card=card)
+    """Build the exact folder a push of one of your adapters would upload, with its model card."""
+    result, card = h.dry_run(h.need(adapter, request), h.need(repo_id, request), request)
+    out = dict(result.to_dict(), card=card)
+    if get_settings().demo_mode:
+        out["folder"] = ""
+    return out
 
 
 @h.friendly
 def api_share_push(adapter: str, repo_id: str, private: bool = False, token: str = "",
                    request: gr.Request = None) -> dict:
-    """Push an adapter to the Hub (token: a write token; empty = HF_TOKEN or the stored login)."""
-    return h.push_adapter(h.need(adapter, request), h.need(repo_id, request), private, token.strip()).to_dict()
+    """Push one of your adapters to the Hub (token: a write token; empty = HF_TOKEN or the stored login,
+    never on a shared Space)."""
+    return h.push_adapter(h.need(adapter, request), h.need(repo_id, request), private, token.strip(),
+                          request).to_dict()
 
 
 API = {  # endpoint -> (function, concurrency group): one model-bound job at a time per group
@@ -534,7 +568,7 @@ def api_endpoints() -> None:
 
 def build() -> gr.Blocks:
     """The whole page."""
-    with gr.Blocks(title="lmdemo", analytics_enabled=False) as demo:
+    with gr.Blocks(title="lmdemo", analytics_enabled=False, delete_cache=limits.DELETE_CACHE) as demo:
         gr.Markdown(i("title"))
         gr.Markdown(i("intro"))
         if get_settings().demo_mode:
@@ -552,9 +586,9 @@ def build() -> gr.Blocks:
                     if picker:
                         pickers.append(picker)
 
-        def refresh_pickers():
-            """Fine-tuned adapters appear in the model pickers of the jobs they fit, on every page load."""
-            return [gr.Dropdown(choices=h.picker_choices(kind, defaults)) for _, kind, defaults in pickers]
+        def refresh_pickers(request: gr.Request):
+            """The visitor's fine-tuned adapters appear in the model pickers of the jobs they fit, on every load."""
+            return [gr.Dropdown(choices=h.picker_choices(kind, defaults, request)) for _, kind, defaults in pickers]
 
         demo.load(refresh_pickers, None, [p for p, _, _ in pickers], queue=False, api_visibility="private")
         api_endpoints()
@@ -574,5 +608,16 @@ def launch(port: int | None = None, host: str | None = None, block: bool = True,
     demo = build()
     demo.launch(server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                i18n=I18N, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, show_error=True)
+                i18n=I18N, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, show_error=True,
+                app_kwargs={"middleware": [Middleware(limits.BodyLimit), Middleware(limits.VisitorCookie)],
+                            "lifespan": _lifespan})
     return demo
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app):
+    """The training worker ends with the app (it also watches for the app's death itself)."""
+    yield
+    from lmdemo.train.worker import JOBS
+
+    JOBS.shutdown()

@@ -7,10 +7,13 @@ both show a library error as a one-line gr.Error (:func:`friendly`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
+import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,11 +99,82 @@ def need(value: str | None, request: gr.Request | None) -> str:
     return str(value)
 
 
-def picker_choices(task: str, defaults: list[str]) -> list[str]:
-    """Built-in choices plus the adapters of that kind (classification for sentiment, sft otherwise)."""
+# ---------------------------------------------------------------- owners
+# On a shared Space (demo mode) every visitor is an owner: the signed-in Hugging Face user, else the browser
+# (a random id in an HttpOnly cookie, so a reload keeps one's work), else the page session (a gradio_client
+# script, or a browser that refuses the cookie). Adapters, training runs, results and scratch files belong
+# to it. On one's own machine there are no visitors: the operator (owner None) sees and owns everything.
+
+def owner_of(request: gr.Request | None) -> str | None:
+    """The caller's owner id (a hash: it names folders and is never shown), or None outside demo mode."""
+    if not get_settings().demo_mode:
+        return None
+    from .limits import visitor_id
+
+    user = getattr(request, "username", None) if request is not None else None
+    browser = visitor_id(_cookies(request))
+    session = getattr(request, "session_hash", None) if request is not None else None
+    if not (user or browser or session):
+        raise InputError("This shared app needs a browser or API session to keep your work apart; reload the page.")
+    who = f"user:{user}" if user else f"browser:{browser}" if browser else f"session:{session}"
+    return hashlib.sha256(who.encode()).hexdigest()[:24]
+
+
+def _cookies(request: gr.Request | None) -> dict:
+    try:
+        return dict(request.cookies) if request is not None else {}
+    except (AttributeError, KeyError, TypeError):  # a request built without an HTTP request (tests, scripts)
+        return {}
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "~", ".", "\\")) or "\\" in value or value.count("/") > 1 \
+        or Path(value).expanduser().exists()
+
+
+def pick(value: str | None, request: gr.Request | None) -> tuple[str | None, str | None]:
+    """(model, adapter folder) for a model box or API ``model``: the caller's own adapters by name, the shared
+    ones, built-ins and Hub ids. On a shared Space a visitor names things; paths on the server are refused."""
+    from lmdemo.models.adapters import resolve_pick
+
+    value = str(value or "").strip()
+    if value and get_settings().demo_mode and _looks_like_path(value):
+        raise InputError("This shared app takes model and adapter names, not paths on the server.")
+    return resolve_pick(value, owner_of(request))
+
+
+def visitor_model(value: str | None, request: gr.Request | None) -> str | None:
+    """A model-only box (a fine-tuning base): same path rule as :func:`pick`, no adapter lookup."""
+    value = str(value or "").strip()
+    if value and get_settings().demo_mode and _looks_like_path(value):
+        raise InputError("This shared app takes model names, not paths on the server.")
+    return value or None
+
+
+SCRATCH_TTL_S = 3600  # result files (CSV, JSON, dry-run folders) outlive the page's download by this much
+
+
+def scratch(prefix: str) -> Path:
+    """A fresh folder for a result file (in the system temp folder, where gradio serves files from); folders
+    older than SCRATCH_TTL_S are removed."""
+    root = Path(tempfile.gettempdir()) / "lmdemo-scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - SCRATCH_TTL_S
+    for old in root.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+
+def picker_choices(task: str, defaults: list[str], request: gr.Request | None = None) -> list[str]:
+    """Built-in choices plus the caller's and the shared adapters of that kind (classification for sentiment,
+    sft otherwise)."""
     from lmdemo.models.adapters import list_adapters
 
-    return defaults + [a.name for a in list_adapters(task)]
+    return defaults + [a.name for a in list_adapters(task, owner=owner_of(request))]
 
 
 def _show_notes(notes: list[str]) -> None:
@@ -150,8 +224,9 @@ def chat_reply(history: list[dict], mode: str, model: str, quantize: str, max_ne
         raise gr.Error(text("err_empty", lang_of(request)), print_exception=False)
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, seed=seed)
-    req = GenerationRequest(history[-1]["content"], mode=mode, model=model, quantize=quantize, params=params,
-                            history=history[:-1] if mode == "chat" else [])
+    model, adapter = pick(model, request)
+    req = GenerationRequest(history[-1]["content"], mode=mode, model=model, adapter=adapter, quantize=quantize,
+                            params=params, history=history[:-1] if mode == "chat" else [])
     if stop is not None:
         stop.clear()
     history.append({"role": "assistant", "content": ""})
@@ -183,14 +258,18 @@ class StopEvent(threading.Event):
 
 # ---------------------------------------------------------------- sentiment
 
-def sentiment_model(model: str | None) -> str | None:
-    """The Sentiment picker's value as a request's model: its label for the bundled classifier means the default."""
-    return None if model == BUNDLED_SENTIMENT else model
+def sentiment_model(model: str | None, request: gr.Request | None = None) -> dict[str, str | None]:
+    """The Sentiment picker's value as a request's model and adapter: the bundled classifier's label means the
+    default."""
+    if model == BUNDLED_SENTIMENT or not str(model or "").strip():
+        return {"model": None}
+    model, adapter = pick(model, request)
+    return {"model": model, "adapter": adapter}
 
 
 @friendly
 def sentiment_one(text_in: str, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    batch = run_sentiment(SentimentRequest([need(text_in, request)], model=sentiment_model(model)))
+    batch = run_sentiment(SentimentRequest([need(text_in, request)], **sentiment_model(model, request)))
     return batch.results[0].scores
 
 
@@ -200,8 +279,8 @@ def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Requ
     texts = read_texts(upload) if upload else [l for l in (lines or "").splitlines() if l.strip()]
     if not texts:
         raise gr.Error(text("err_empty", lang_of(request)), print_exception=False)
-    results = run_sentiment(SentimentRequest(texts, model=sentiment_model(model))).results
-    out = Path(tempfile.mkdtemp(prefix="lmdemo-sentiment-")) / "sentiment.csv"
+    results = run_sentiment(SentimentRequest(texts, **sentiment_model(model, request))).results
+    out = scratch("sentiment-") / "sentiment.csv"
     to_csv(results, out)
     rows = [[r.text, r.label, round(r.score, 4)] for r in results]
     return rows, gr.DownloadButton(value=str(out), visible=True)
@@ -212,7 +291,8 @@ def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Requ
 @friendly
 def summarise(text_in: str, unit: str, length: float, model: str, stop: threading.Event | None,
               request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    req = SummaryRequest(need(text_in, request), length=length, unit=unit, model=model)
+    model, adapter = pick(model, request)
+    req = SummaryRequest(need(text_in, request), length=length, unit=unit, model=model, adapter=adapter)
     if stop is not None:
         stop.clear()
     shown = 0
@@ -232,7 +312,8 @@ def _lengths(res) -> str:
 @friendly
 def translate(text_in: str, source: str, target: str, model: str, stop: threading.Event | None,
               request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    req = TranslationRequest(need(text_in, request), source, target, model=model)
+    model, adapter = pick(model, request)
+    req = TranslationRequest(need(text_in, request), source, target, model=model, adapter=adapter)
     if stop is not None:
         stop.clear()
     for res in translate_stream(req, stop=stop):
@@ -247,7 +328,8 @@ def swap_languages(source: str, target: str, text_in: str, translated: str):
 
 @friendly
 def lab_score(text_in: str, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    res = perplexity(PerplexityRequest(need(text_in, request), model=model))
+    model, adapter = pick(model, request)
+    res = perplexity(PerplexityRequest(need(text_in, request), model=model, adapter=adapter))
     strip = [(t.token, round(t.prob, 3)) for t in res.tokens]
     table = [[t.token, round(t.logprob, 3), round(t.prob, 4)] for t in res.tokens]
     summary = (f"**{len(res.tokens)}** tokens · total log-probability **{res.total_logprob:.2f}** nats · "
@@ -261,7 +343,8 @@ def lab_score(text_in: str, model: str, request: gr.Request = None, progress=gr.
 def lab_next(prefix: str, k: float, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     import pandas as pd
 
-    res = next_tokens(NextTokensRequest(need(prefix, request), k=k, model=model))
+    model, adapter = pick(model, request)
+    res = next_tokens(NextTokensRequest(need(prefix, request), k=k, model=model, adapter=adapter))
     # Quote tokens so leading spaces stay visible and equal-looking pieces stay apart on the axis.
     return pd.DataFrame({"token": [repr(t) for t, _ in res.tokens], "probability": [p for _, p in res.tokens]})
 
@@ -269,7 +352,8 @@ def lab_next(prefix: str, k: float, model: str, request: gr.Request = None, prog
 @friendly
 def lab_bigram(text_in: str, corpus: str, k: float, model: str, request: gr.Request = None,
                progress=gr.Progress(track_tqdm=True)):
-    req = BigramRequest(need(text_in, request), need(corpus, request), k=k, model=model)
+    model, adapter = pick(model, request)
+    req = BigramRequest(need(text_in, request), need(corpus, request), k=k, model=model, adapter=adapter)
     res = bigram(req)
     return (f"| model | predicted tokens | perplexity |\n|---|---|---|\n"
             f"| neural LM ({res.model}) | {res.lm_tokens} | {res.lm_perplexity:.2f} |\n"
@@ -304,18 +388,28 @@ def prepare_models(request: gr.Request = None, progress=gr.Progress(track_tqdm=T
 
 # ---------------------------------------------------------------- evaluation
 
+def compare_for(req: EvalRequest, request: gr.Request | None, stop: threading.Event | None = None):
+    """compare_models with the caller's adapters by name (paths refused on a shared Space)."""
+    for label in req.models:
+        pick(label, request)  # the path rule, before any row is scored
+    return compare_models(req, stop=stop, owner=owner_of(request))
+
+
 @friendly
-def run_evaluation(task: str, upload: str | None, models: str, limit: float, request: gr.Request = None,
-                   progress=gr.Progress(track_tqdm=True)):
+def run_evaluation(task: str, upload: str | None, models: str, limit: float, stop: threading.Event | None = None,
+                   request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     """Score each model on the chosen set; returns metrics table, chart data, per-example table, JSON file."""
     import pandas as pd
 
-    cmp = compare_models(EvalRequest(task, upload or None, models=models, limit=limit))
+    if stop is not None:
+        stop.clear()
+    cmp = compare_for(EvalRequest(task, upload or None, models=models, limit=limit), request, stop)
+    _show_notes(sorted({note for _, res in cmp.results for note in res.notes}))
     headers, rows = cmp.metrics_rows()
     # One bar per (metric, model), coloured by model: a plain colour split would stack the metrics.
     chart = pd.DataFrame([{"bar": f"{name} · {label}", "model": label, "value": value}
                           for label, res in cmp.results for name, value in res.metrics.items()])
-    out = Path(tempfile.mkdtemp(prefix="lmdemo-eval-")) / "eval-results.json"
+    out = scratch("eval-") / "eval-results.json"
     out.write_text(json.dumps(cmp.to_dict()["results"], indent=2, ensure_ascii=False))
     return (gr.Dataframe(value=rows, headers=headers), chart, pd.DataFrame(cmp.examples()),
             gr.DownloadButton(value=str(out), visible=True))
@@ -340,10 +434,12 @@ def _columns(task: str, first_col: str | None, second_col: str | None) -> dict[s
 
 
 def finetune_request(task: str, sample: str | None, upload: str | None, first_col: str | None = None,
-                     second_col: str | None = None, **settings) -> FinetuneRequest:
+                     second_col: str | None = None, request: gr.Request | None = None, **settings) -> FinetuneRequest:
     """The Fine-tune tab's values as the library's request (an upload wins over the sample)."""
     if "output" in settings:
         settings["output"] = adapter_name(settings["output"])
+    if "base" in settings:
+        settings["base"] = visitor_model(settings["base"], request)
     return FinetuneRequest(task=task, data=upload or None, sample=None if upload else sample or None,
                            columns=_columns(task, first_col, second_col), **settings)
 
@@ -390,7 +486,7 @@ def estimate_training(task: str, sample: str | None, upload: str | None, first_c
                       progress=gr.Progress(track_tqdm=True)):
     from lmdemo.train.plan import estimate_plan
 
-    req = finetune_request(task, sample, upload, first_col, second_col, base=base, quantize=quantize,
+    req = finetune_request(task, sample, upload, first_col, second_col, request, base=base, quantize=quantize,
                            lora_r=int(lora_r))
     return estimate_plan(plan(req)).text()
 
@@ -401,12 +497,25 @@ def task_settings(task: str) -> tuple[str, float, float, int]:
     return d["base"], d["epochs"], d["learning_rate"], d["lora_r"]
 
 
-def start_job(req: FinetuneRequest):
-    """Plan the run and hand it to the app's training slot: (plan, job status)."""
+def start_job(req: FinetuneRequest, request: gr.Request | None = None):
+    """Plan the run and hand it to the app's training slot: (plan, job status). A visitor's adapter is saved
+    among their own, within their quota."""
+    from dataclasses import replace
+
+    from lmdemo.config import DEMO_LIMITS
+    from lmdemo.models.adapters import count_owned, new_adapter_path
     from lmdemo.train.worker import JOBS
 
+    owner = owner_of(request)
+    if owner is not None:
+        folder = new_adapter_path(req.output or f"{req.task}-adapter", owner=owner)
+        if not folder.exists() and count_owned(owner) >= DEMO_LIMITS.max_adapters:
+            raise InputError(f"You keep {DEMO_LIMITS.max_adapters} adapters at most here: remove one first "
+                             "(Adapters section) or reuse a name to replace it.")
+        req = replace(req, output=str(folder))
     planned = plan(req)
-    status = JOBS.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config)
+    status = JOBS.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config,
+                        owner=owner)
     return planned, status
 
 
@@ -414,41 +523,53 @@ def start_job(req: FinetuneRequest):
 def start_training(task: str, sample: str | None, upload: str | None, first_col: str | None, second_col: str | None,
                    base: str, epochs: float, lr: float, lora_r: float, quantize: str, name: str,
                    request: gr.Request = None):
-    req = finetune_request(task, sample, upload, first_col, second_col, output=name,
+    req = finetune_request(task, sample, upload, first_col, second_col, request, output=name,
                            base=base, epochs=float(epochs), learning_rate=float(lr), lora_r=int(lora_r),
                            quantize=quantize)
-    planned, status = start_job(req)
+    planned, status = start_job(req, request)
     _show_notes(status.notes)
     gr.Info(f"Training {planned.name} started: {len(planned.data.train)} rows, "
             f"{len(planned.data.validation)} for validation.")
 
 
-def cancel_training():
+@friendly
+def cancel_training(request: gr.Request = None):
     from lmdemo.train.worker import JOBS
 
-    JOBS.cancel()
+    JOBS.cancel(owner_of(request))
 
 
-def job_dict(st) -> dict[str, Any]:
-    """A training JobStatus as plain values (the API's /finetune_status)."""
+def job_dict(st, busy: bool = False) -> dict[str, Any]:
+    """A training JobStatus as plain values (the API's /finetune_status); ``busy``: another's run holds the slot."""
     return {"state": st.state, "name": st.name, "task": st.task, "step": st.step, "max_steps": st.max_steps,
-            "message": st.message, "output_dir": st.output_dir, "notes": list(st.notes),
-            "losses": as_dict(st.losses), "comparison": as_dict(st.comparison)}
+            "message": st.message, "output_dir": "" if get_settings().demo_mode else st.output_dir,
+            "notes": list(st.notes), "losses": as_dict(st.losses), "comparison": as_dict(st.comparison),
+            "slot_busy": busy}
 
 
-def training_status():
-    """Progress line, loss plot data, comparison tables: polled by a timer, so a reloaded page re-attaches."""
+def plain(value: Any) -> str:
+    """Text shown as Markdown, with every Markdown and HTML character escaped (names and errors may be typed)."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>&~])", r"\\\1", str(value))
+
+
+def training_status(request: gr.Request = None):
+    """Progress line, loss plot data, comparison tables of the caller's own run: polled by a timer, so a reloaded
+    page re-attaches."""
     import pandas as pd
 
     from lmdemo.train.worker import JOBS
 
-    st = JOBS.poll()
+    st = JOBS.poll(owner_of(request))
     if st.state == "idle":
-        return "No training job yet.", None, None, None, None
+        return ("The training slot is busy with another visitor's run." if JOBS.busy() else "No training job yet."), \
+            None, None, None, None
     eta = f" · ETA {st.eta_seconds:.0f} s" if st.eta_seconds is not None and st.running else ""
-    line = (f"**{st.name}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
-            f" · {st.steps_per_second:.2f} it/s{eta} · {st.elapsed:.0f} s — {st.message}"
-            + "".join(f"  \n_{note}_" for note in st.notes))
+    line = (f"**{plain(st.name)}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
+            f" · {st.steps_per_second:.2f} it/s{eta} · {st.elapsed:.0f} s — {plain(st.message)}"
+            + "".join(f"  \n_{plain(note)}_" for note in st.notes)
+            + ("  \n_(the last run before the app restarted)_" if st.restored else ""))
 
     def curve(key: str):
         points = [{"step": p["step"], "loss": p[key]} for p in st.losses if key in p]
@@ -465,61 +586,92 @@ def training_status():
 
 # ---------------------------------------------------------------- adapters
 
-def adapters_list() -> list[dict[str, Any]]:
+def adapters_list(request: gr.Request | None = None) -> list[dict[str, Any]]:
+    """The caller's adapters, then the shared ones (bundled, the operator's)."""
     from lmdemo.models.adapters import list_adapters
 
-    return [a.to_dict() for a in list_adapters()]
+    return [a.to_dict() for a in list_adapters(owner=owner_of(request))]
 
 
-def adapters_table() -> list[list[str]]:
-    return [[a["name"], a["task"], a["base_model"], ", ".join(f"{k} {v:.3f}" for k, v in a["metrics"].items()
-                                                            if isinstance(v, (int, float)))] for a in adapters_list()]
+def adapters_table(request: gr.Request = None) -> list[list[str]]:
+    return [[a["name"], a["task"], a["base_model"] if a["owned"] or not get_settings().demo_mode else "(shared)",
+             ", ".join(f"{k} {v:.3f}" for k, v in a["metrics"].items() if isinstance(v, (int, float)))]
+            for a in adapters_list(request)]
+
+
+def remove_named(name: str, request: gr.Request | None) -> None:
+    """Delete one of the caller's adapters and every cached copy of it."""
+    from lmdemo.models.adapters import remove
+    from lmdemo.models.loading import CACHE
+
+    CACHE.forget_adapter(remove(need(name, request), owner=owner_of(request)))
 
 
 @friendly
 def remove_adapter(name: str, request: gr.Request = None):
-    from lmdemo.models.adapters import remove
-
-    remove(need(name, request))
+    remove_named(name, request)
     gr.Info(f"Removed {name}.")
-    return adapters_table()
+    return adapters_table(request)
 
 
-def merge_into_folder(name: str) -> Path:
-    """Merge an adapter into its base; the full model goes to $LMDEMO_HOME/merged/NAME."""
+def acting_on(name: str, request: gr.Request | None) -> Path:
+    """The folder of an adapter the caller may merge or push: on a shared Space one of their own; the operator
+    may name any adapter (a folder, a bundled one, a Hub repo)."""
+    from lmdemo.models.adapters import adapter_dir, owned_adapter
+
+    owner = owner_of(request)
+    return adapter_dir(name) if owner is None else owned_adapter(name, owner)
+
+
+def share_choices(request: gr.Request = None):
+    """The Share picker: only adapters the caller may push."""
+    return gr.Dropdown(choices=[a["name"] for a in adapters_list(request) if a["owned"]])
+
+
+def merge_into_folder(name: str, request: gr.Request | None = None) -> Path:
+    """Merge one of the caller's adapters into its base; the full model goes to $LMDEMO_HOME/merged/NAME."""
     from lmdemo.models.adapters import safe_name
     from lmdemo.models.merge import merge
 
-    out = get_settings().home / "merged" / safe_name(name)
-    merge(name, out)
+    if get_settings().demo_mode:
+        raise InputError("Merging writes a full copy of the base model; it is off on this shared app. "
+                         "Push the adapter, or run lmdemo on your own machine to merge.")
+    folder = acting_on(name, request)
+    out = get_settings().home / "merged" / safe_name(Path(name).name)
+    merge(str(folder), out)
     return out
 
 
 @friendly
 def merge_adapter(name: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
-    out = merge_into_folder(need(name, request))
+    out = merge_into_folder(need(name, request), request)
     return f"Merged model saved in `{out}` (usable as a local model folder in every model box)."
 
 
 # ---------------------------------------------------------------- sharing
 
-def dry_run(adapter: str, repo_id: str):
-    """Build the exact upload folder (nothing leaves the machine): (PushResult, its README.md card)."""
+def dry_run(adapter: str, repo_id: str, request: gr.Request | None = None):
+    """Build the exact upload folder of one of the caller's adapters (nothing leaves the machine):
+    (PushResult, its README.md card)."""
     from lmdemo.models.adapters import push
+    from lmdemo.models.hub import check_repo_id
 
-    out = Path(tempfile.mkdtemp(prefix="lmdemo-share-")) / repo_id.replace("/", "--")
-    result = push(adapter, repo_id, dry_run=out)
+    folder = acting_on(adapter, request)
+    out = scratch("share-") / check_repo_id(repo_id).replace("/", "--")
+    result = push(str(folder), repo_id, dry_run=out)
     return result, (out / "README.md").read_text(encoding="utf-8")
 
 
-def push_adapter(adapter: str, repo_id: str, private: bool, token: str | None):
-    """Push with the given token, else (inside push) HF_TOKEN / the stored login; no token reaches a message."""
+def push_adapter(adapter: str, repo_id: str, private: bool, token: str | None, request: gr.Request | None = None):
+    """Push one of the caller's adapters with the given token, else (inside push, never in demo mode) HF_TOKEN /
+    the stored login; no token reaches a message."""
     from lmdemo.errors import HubError
     from lmdemo.models.adapters import push
     from lmdemo.models.hub import scrub
 
+    folder = acting_on(adapter, request)
     try:
-        return push(adapter, repo_id, private=bool(private), token=token or None)
+        return push(str(folder), repo_id, private=bool(private), token=token or None)
     except LmdemoError:
         raise
     except Exception as exc:  # unexpected: report it without letting a token reach the log or the page
@@ -532,8 +684,8 @@ def push_adapter(adapter: str, repo_id: str, private: bool, token: str | None):
 def share_dry_run(adapter: str, repo_id: str, private: bool, token: str, request: gr.Request = None):
     """Build the exact upload folder and show its card; nothing leaves the machine."""
     repo_id = need(repo_id, request)
-    result, card = dry_run(need(adapter, request), repo_id)
-    return (f"Dry run: these files would be uploaded to `{repo_id}` (folder `{result.folder}`): "
+    result, card = dry_run(need(adapter, request), repo_id, request)
+    return (f"Dry run: these files would be uploaded to `{repo_id}`: "
             + ", ".join(f"`{f}`" for f in result.files)), card
 
 
@@ -543,5 +695,5 @@ def share_push(adapter: str, repo_id: str, private: bool, token: str, oauth_toke
     """Push with the typed token, else the login button's, else (inside push) HF_TOKEN / the stored login."""
     adapter, repo_id = need(adapter, request), need(repo_id, request)
     secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)
-    result = push_adapter(adapter, repo_id, private, secret)
+    result = push_adapter(adapter, repo_id, private, secret, request)
     return f"Pushed {', '.join(f'`{f}`' for f in result.files)} to [{repo_id}]({result.url or repo_id}).", None

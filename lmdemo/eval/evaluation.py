@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
+from lmdemo.config import DEMO_LIMITS, get_settings
 from lmdemo.errors import InputError
 from lmdemo.data.files import read_text
 from lmdemo.eval.metrics import load_metric
@@ -35,6 +39,13 @@ BUNDLED = {
     "generation": "generation.jsonl",
 }
 MAX_FILE_BYTES = 50 * 2**20
+MAX_ROWS = 10_000  # rows read from one file or Hub split at most: past this an evaluation is a batch job
+MAX_FIELD_CHARS = 20_000  # per field, as the sentiment job reads; longer values are cut, with a note
+MAX_EVAL_TOKENS = 2048  # tokens per row a perplexity reads (the metric's default); demo mode: DEMO_LIMITS
+
+
+class Stopped(InputError):
+    """An evaluation was stopped (its `stop` event set) before it scored every example."""
 
 
 @dataclass
@@ -47,6 +58,7 @@ class EvalResult:
     seconds: float
     predictions: list[dict] = field(default_factory=list, repr=False)
     dataset: str = ""  # file name, Hub id or description of the rows scored (model cards cite it)
+    notes: list[str] = field(default_factory=list)  # what was cut or capped, in words for the user
 
     def summary(self) -> dict:
         """The JSON object `lmdemo eval --json` prints (no per-example rows)."""
@@ -68,7 +80,7 @@ def bundled_path(task: str) -> Path:
     return Path(str(files("lmdemo.data").joinpath("eval", BUNDLED[task_name(task)])))
 
 
-def _hub_records(dataset_id: str) -> list[tuple[int, dict]]:
+def _hub_records(dataset_id: str) -> Iterator[tuple[int, dict]]:
     """Rows of a Hub dataset ("user/name" or "user/name:split", default split "test") through `datasets`."""
     from datasets import load_dataset
 
@@ -82,42 +94,71 @@ def _hub_records(dataset_id: str) -> list[tuple[int, dict]]:
 
         why = "the Hub is unreachable (offline)" if not hub_reachable() else str(exc).splitlines()[0]
         raise InputError(f"Dataset {dataset_id!r} is not a local file and could not be loaded from the Hub: {why}.") from None
-    return [(i + 1, dict(row)) for i, row in enumerate(ds)]
+    return ((i + 1, dict(row)) for i, row in enumerate(ds))  # lazy: the reader stops at its row cap
 
 
-def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None = None) -> list[dict]:
+def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None = None,
+                  limit: int | None = None) -> list[dict]:
     """Rows of a JSONL/CSV eval file, or of a Hub dataset id, with the task's fields.
 
-    ``column_map`` renames source columns to the task's fields (file column -> field).
+    ``column_map`` renames source columns to the task's fields (file column -> field). Reading stops after
+    ``limit`` rows, and after MAX_ROWS in any case; string fields are cut at MAX_FIELD_CHARS characters.
     """
+    return _read(path, task, column_map, limit)[0]
+
+
+def _read(path: str | Path, task: str, column_map: dict[str, str] | None,
+          limit: int | None) -> tuple[list[dict], bool, list[str]]:
+    """(rows, whether the source had more rows than were read, notes on cut fields)."""
     task = task_name(task)
     rename = column_map or {}
     if not Path(path).exists() and hub_shaped(str(path).split(":")[0]):
-        return _rows(_hub_records(str(path)), task, rename, str(path))
+        return _rows(_hub_records(str(path)), task, rename, str(path), limit)
     path = Path(path)
     content = read_text(path, MAX_FILE_BYTES)
     if path.suffix.lower() in (".csv", ".tsv"):
-        reader = csv.DictReader(io.StringIO(content), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        records = [(i + 2, r) for i, r in enumerate(reader)]  # line 1 is the header
+        records = _csv_records(content, "\t" if path.suffix.lower() == ".tsv" else ",", path.name)
     else:
-        records = []
-        for number, line in enumerate(content.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path.name} line {number}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path.name} line {number}: expected a JSON object.")
-            records.append((number, record))
-    return _rows(records, task, rename, path.name)
+        records = _jsonl_records(content, path.name)
+    return _rows(records, task, rename, path.name, limit)
 
 
-def _rows(records: list[tuple[int, dict]], task: str, rename: dict[str, str], source: str) -> list[dict]:
-    """Rename columns and check every record has the task's fields, naming the first bad line."""
+def _csv_records(content: str, delimiter: str, source: str) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO(content), delimiter=delimiter)
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over csv's 131,072-character limit, a NUL byte
+            raise InputError(f"{source} line {reader.line_num + 1}: not valid CSV ({exc}).") from None
+        yield reader.line_num, record  # the line the record ends on (line 1 is the header)
+
+
+def _jsonl_records(content: str, source: str) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(io.StringIO(content), 1):  # line by line: no second copy of the file
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{source} line {number}: not valid JSON ({exc.msg}).") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{source} line {number}: expected a JSON object.")
+        yield number, record
+
+
+def _rows(records: Iterable[tuple[int, dict]], task: str, rename: dict[str, str], source: str,
+          limit: int | None = None) -> tuple[list[dict], bool, list[str]]:
+    """Rename columns and check every record has the task's fields, naming the first bad line.
+
+    Reads at most ``limit`` (and MAX_ROWS) records; returns the rows, whether more were left, and notes.
+    """
+    wanted = min(limit or MAX_ROWS, MAX_ROWS)
+    records = iter(records)
     rows: list[dict] = []
-    for number, record in records:
+    cut: list[str] = []
+    for number, record in islice(records, wanted):
         row = {rename.get(k, k): v for k, v in record.items()}
         missing = [f for f in FIELDS[task] if f not in row]
         if missing:
@@ -126,32 +167,67 @@ def _rows(records: list[tuple[int, dict]], task: str, rename: dict[str, str], so
         empty = [f for f in FIELDS[task] if row[f] is None or not str(row[f]).strip()]
         if empty:
             raise InputError(f"{source} line {number}: empty {', '.join(empty)}.")
+        for key, value in row.items():
+            if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+                row[key] = value[:MAX_FIELD_CHARS]
+                cut.append(f"line {number} `{key}`")
         rows.append(row)
     if not rows:
         raise InputError(f"{source} has no examples.")
-    return rows
+    try:
+        more = next(records, None) is not None
+    except InputError:  # the next line is bad, but it is past what was asked for
+        more = True
+    notes = [f"{len(cut)} field(s) of {source} were over {MAX_FIELD_CHARS:,} characters and were cut to their "
+             f"first {MAX_FIELD_CHARS:,} (first: {cut[0]})."] if cut else []
+    return rows, more, notes
+
+
+def _checked_limit(limit: Any) -> int:
+    try:
+        limit = int(limit)
+    except (TypeError, ValueError):
+        raise InputError(f"`limit` must be a whole number; got {limit!r}") from None
+    if limit < 1:
+        raise InputError(f"`limit` must be at least 1; got {limit}")
+    return limit
+
+
+def _row_cap(limit: int | None) -> tuple[int, str]:
+    """How many rows to read (`limit`, lowered to the shared app's cap or MAX_ROWS) and the note if it was lowered."""
+    limit = None if limit is None else _checked_limit(limit)
+    cap = DEMO_LIMITS.max_eval_rows
+    if get_settings().demo_mode and (limit is None or limit > cap):
+        asked = "every example" if limit is None else f"{limit} examples"
+        return cap, f"This shared app scores at most {cap} examples per model: {asked} asked, the first {cap} scored."
+    if limit is None or limit > MAX_ROWS:
+        return MAX_ROWS, f"Evaluation reads at most {MAX_ROWS:,} rows: the first {MAX_ROWS:,} were scored."
+    return limit, ""
 
 
 def run(task: str, data: str | Path | None = None, model: str | None = None, adapter: str | None = None,
         limit: int | None = None, column_map: dict[str, str] | None = None,
-        on_progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Predict every example and score the predictions; rows keep their fields plus `prediction`."""
+        on_progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None) -> EvalResult:
+    """Predict every example and score the predictions; rows keep their fields plus `prediction`.
+
+    At most ``limit`` rows are read (a shared app caps it); setting ``stop`` raises Stopped before the next example.
+    """
     task = task_name(task)
-    rows = load_examples(data or bundled_path(task), task, column_map)
-    if limit is not None:
-        if int(limit) < 1:
-            raise InputError(f"`limit` must be at least 1; got {limit}")
-        rows = rows[: int(limit)]
+    limit, capped = _row_cap(limit)
+    rows, more, notes = _read(data or bundled_path(task), task, column_map, limit)
     dataset = str(data) if data else f"lmdemo bundled {task} set"
     if data and Path(data).exists():
         bundled = Path(data).resolve() == bundled_path(task).resolve()
         dataset = f"lmdemo bundled {task} set" if bundled else Path(data).name
-    return run_rows(task, rows, model, adapter, on_progress, dataset=dataset)
+    result = run_rows(task, rows, model, adapter, on_progress, dataset=dataset, stop=stop)
+    result.notes[:0] = ([capped] if capped and more else []) + notes
+    return result
 
 
 def run_rows(task: str, rows: list[dict], model: str | None = None, adapter: str | None = None,
-             on_progress: Callable[[int, int], None] | None = None, dataset: str = "") -> EvalResult:
-    """Predict and score rows that already carry the task's fields."""
+             on_progress: Callable[[int, int], None] | None = None, dataset: str = "",
+             stop: threading.Event | None = None) -> EvalResult:
+    """Predict and score rows that already carry the task's fields; ``stop`` ends it between examples."""
     task = task_name(task)
     if task in ("sentiment", "classification") and not model and not adapter:
         from lmdemo.jobs.sentiment import DEFAULT_ADAPTER
@@ -160,19 +236,26 @@ def run_rows(task: str, rows: list[dict], model: str | None = None, adapter: str
     start = time.perf_counter()
     predict = {"sentiment": _classify, "classification": _classify, "translation": _translate,
                "summarisation": _summarise, "generation": _generation}[task]
-    metrics, used_model = predict(rows, model, adapter, on_progress)
+    metrics, used_model, notes = predict(rows, model, adapter, on_progress, stop)
     return EvalResult(task, used_model, adapter, len(rows), metrics, round(time.perf_counter() - start, 2), rows,
-                      dataset)
+                      dataset, notes)
 
 
-def _progress(rows, desc, on_progress):
+def _check_stop(stop: threading.Event | None, done: int, total: int) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped(f"Evaluation stopped after {done} of {total} examples.")
+
+
+def _progress(rows, desc, on_progress, stop):
+    """Each row in turn, reporting progress after it; Stopped before the next one once ``stop`` is set."""
     for i, row in enumerate(tqdm(rows, desc=desc, unit="ex")):
+        _check_stop(stop, i, len(rows))
         yield row
         if on_progress:
             on_progress(i + 1, len(rows))
 
 
-def _classify(rows, model, adapter, on_progress):
+def _classify(rows, model, adapter, on_progress, stop):
     from lmdemo.jobs.sentiment import classify
     from lmdemo.models.adapters import adapter_dir, adapter_meta
     from lmdemo.models.registry import resolve
@@ -183,29 +266,31 @@ def _classify(rows, model, adapter, on_progress):
         from lmdemo.jobs import zeroshot
 
         labels = sorted({str(r["label"]) for r in rows})
-        predictions = zeroshot.classify([r["text"] for r in rows], labels, model)
-        for row, (label, _) in zip(rows, predictions):
-            row["prediction"] = label
+
+        def predict(texts):
+            return [label for label, _ in zeroshot.classify(texts, labels, model)]
     else:
-        results = []
-        batch = 32
-        for i in tqdm(range(0, len(rows), batch), desc="classify", unit="batch"):
-            results += classify([r["text"] for r in rows[i:i + batch]], model=model, adapter=adapter)
-            if on_progress:
-                on_progress(min(i + batch, len(rows)), len(rows))
-        for row, res in zip(rows, results):
-            row["prediction"] = res.label
+        def predict(texts):
+            return [res.label for res in classify(texts, model=model, adapter=adapter)]
+    batch = 32
+    for i in tqdm(range(0, len(rows), batch), desc="classify", unit="batch"):
+        _check_stop(stop, i, len(rows))
+        chunk = rows[i:i + batch]
+        for row, label in zip(chunk, predict([r["text"] for r in chunk])):
+            row["prediction"] = label
+        if on_progress:
+            on_progress(i + len(chunk), len(rows))
     preds, refs = [r["prediction"] for r in rows], [str(r["label"]) for r in rows]
     scores = load_metric("accuracy").compute(predictions=preds, references=refs)
     scores.update({"f1": load_metric("f1").compute(predictions=preds, references=refs, average="macro")["f1"]})
     used = model or adapter_meta(adapter_dir(adapter)).get("base_model", "")  # run_rows names the default adapter
-    return {"accuracy": scores["accuracy"], "f1": scores["f1"]}, used
+    return {"accuracy": scores["accuracy"], "f1": scores["f1"]}, used, []
 
 
-def _translate(rows, model, adapter, on_progress):
+def _translate(rows, model, adapter, on_progress, stop):
     from lmdemo.jobs.translation import TranslationRequest, translate
 
-    for row in _progress(rows, "translate", on_progress):
+    for row in _progress(rows, "translate", on_progress, stop):
         req = TranslationRequest(row["source"], row["source_lang"], row["target_lang"], model=model, adapter=adapter)
         row["prediction"] = translate(req).translation
     preds, refs = [r["prediction"] for r in rows], [[r["reference"]] for r in rows]
@@ -213,34 +298,41 @@ def _translate(rows, model, adapter, on_progress):
     tokenize = "zh" if any(r["target_lang"] == "zh" for r in rows) else "13a"
     bleu = load_metric("sacrebleu").compute(predictions=preds, references=refs, tokenize=tokenize)["score"]
     chrf = load_metric("chrf").compute(predictions=preds, references=refs)["score"]
-    return {"bleu": bleu, "chrf": chrf}, req.model
+    return {"bleu": bleu, "chrf": chrf}, req.model, []
 
 
-def _summarise(rows, model, adapter, on_progress):
+def _summarise(rows, model, adapter, on_progress, stop):
     from lmdemo.jobs.summarization import SummaryRequest, summarize
 
-    for row in _progress(rows, "summarise", on_progress):
+    for row in _progress(rows, "summarise", on_progress, stop):
         req = SummaryRequest(row["text"], length=2, model=model, adapter=adapter)
         row["prediction"] = summarize(req).summary
     scores = load_metric("rouge").compute(predictions=[r["prediction"] for r in rows],
                                           references=[r["summary"] for r in rows])
-    return {k: scores[k] for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")}, req.model
+    return {k: scores[k] for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")}, req.model, []
 
 
-def _generation(rows, model, adapter, on_progress):
+def _generation(rows, model, adapter, on_progress, stop):
     from lmdemo.models.loading import load
     from lmdemo.models.registry import DEFAULT_CHAT_MODEL
 
     name = model or DEFAULT_CHAT_MODEL
     lm = load(name, adapter=adapter)
-    # Perplexity of each reference response after its prompt: lower means the model expects such answers.
-    texts = [f"{r['prompt']}\n{r['response']}" for r in rows]
-    scores = load_metric("perplexity").compute(predictions=texts, model=lm.model, tokenizer=lm.tokenizer)
-    for row, ppl in zip(rows, scores["perplexities"]):
-        row["prediction"] = ppl
-    if on_progress:
-        on_progress(len(rows), len(rows))
-    return {"perplexity": scores["perplexity"]}, name
+    # One row per call, cut to the token cap: memory stays that of one capped row however long the rows are.
+    cap = DEMO_LIMITS.max_eval_tokens if get_settings().demo_mode else MAX_EVAL_TOKENS
+    metric = load_metric("perplexity", keep_in_memory=True)  # no cache file written per call
+    nll, scored, cut, longest = 0.0, 0, 0, 0
+    for row in _progress(rows, "perplexity", on_progress, stop):
+        # Perplexity of each reference response after its prompt: lower means the model expects such answers.
+        score = metric.compute(predictions=[f"{row['prompt']}\n{row['response']}"], model=lm.model,
+                               tokenizer=lm.tokenizer, max_length=cap, details=True)
+        row["prediction"] = score["perplexities"][0]
+        nll, scored = nll + score["nll_sums"][0], scored + score["scored_tokens"][0]
+        if score["tokens"][0] > score["max_length"]:
+            cut, longest, cap = cut + 1, max(longest, score["tokens"][0]), score["max_length"]
+    notes = [f"{cut} of {len(rows)} example(s) were longer than {cap:,} tokens (the longest {longest:,}): "
+             f"each was scored on its first {cap:,} tokens only."] if cut else []
+    return {"perplexity": math.exp(nll / scored)}, name, notes
 
 
 def save(result: EvalResult, path: str | Path) -> Path:
@@ -267,6 +359,15 @@ REFERENCE = {"sentiment": "label", "classification": "label", "translation": "re
 MAX_MODELS = 4  # each model scores every row: more than this is a batch job, not a comparison
 
 
+def _check_models(models: list[str]) -> None:
+    """At most MAX_MODELS models, and DEMO_LIMITS.max_eval_models on a shared app."""
+    if get_settings().demo_mode and len(models) > DEMO_LIMITS.max_eval_models:
+        raise InputError(f"{len(models)} models given; this shared app compares at most "
+                         f"{DEMO_LIMITS.max_eval_models} at a time.")
+    if len(models) > MAX_MODELS:
+        raise InputError(f"{len(models)} models given; one comparison takes at most {MAX_MODELS}.")
+
+
 @dataclass
 class EvalRequest:
     """Score one or more models (built-ins, folders, Hub ids, adapter names) on the same rows."""
@@ -277,7 +378,7 @@ class EvalRequest:
                                                                "(default: the bundled set)"})
     models: list[str] = field(default_factory=lambda: ["default"],
                               metadata={"help": "models to compare; default = the task's default model"})
-    limit: int | None = field(default=50, metadata={"help": "score the first N examples"})
+    limit: int | None = field(default=50, metadata={"help": "score the first N examples (a shared app caps N)"})
     columns: dict[str, str] = field(default_factory=dict, metadata={"help": "file column -> task field"})
 
     def __post_init__(self) -> None:
@@ -285,15 +386,9 @@ class EvalRequest:
         if isinstance(self.models, str):
             self.models = [m for m in self.models.replace("\n", ",").split(",")]
         self.models = [str(m).strip() for m in self.models if str(m).strip()] or ["default"]
-        if len(self.models) > MAX_MODELS:
-            raise InputError(f"{len(self.models)} models given; one comparison takes at most {MAX_MODELS}.")
+        _check_models(self.models)
         if self.limit is not None:
-            try:
-                self.limit = int(self.limit)
-            except (TypeError, ValueError):
-                raise InputError(f"`limit` must be a whole number; got {self.limit!r}") from None
-            if self.limit < 1:
-                raise InputError(f"`limit` must be at least 1; got {self.limit}")
+            self.limit = _checked_limit(self.limit)  # `run` lowers it to the demo cap, with a note
 
 
 @dataclass
@@ -326,15 +421,23 @@ class EvalComparison:
         return {"task": self.task, "results": [dict(r.summary(), label=label) for label, r in self.results]}
 
 
-def compare_models(req: EvalRequest, on_progress: Callable[[int, int], None] | None = None) -> EvalComparison:
-    """Each model of the request scored on the same rows."""
+def compare_models(req: EvalRequest, on_progress: Callable[[int, int], None] | None = None,
+                   stop: threading.Event | None = None, owner: str | None = None) -> EvalComparison:
+    """Each model of the request scored on the same rows; setting ``stop`` raises Stopped before the next example.
+    ``owner``: whose adapters a bare name means (a visitor of a shared app; None: the operator's)."""
     from lmdemo.models.adapters import resolve_pick
 
+    _check_models(req.models)  # again: demo mode may have been switched on since the request was built
     results = []
-    for label in req.models:
-        model, adapter = resolve_pick(label)
-        results.append((label, run(req.task, req.data, model=model, adapter=adapter, limit=req.limit,
-                                   column_map=req.columns, on_progress=on_progress)))
+    for number, label in enumerate(req.models, 1):
+        model, adapter = resolve_pick(label, owner)
+        try:
+            results.append((label, run(req.task, req.data, model=model, adapter=adapter, limit=req.limit,
+                                       column_map=req.columns, on_progress=on_progress, stop=stop)))
+        except Stopped as exc:
+            if len(req.models) == 1:
+                raise
+            raise Stopped(f"{str(exc).rstrip('.')} of model {number} of {len(req.models)} ({label!r}).") from None
     return EvalComparison(req.task, results)
 
 

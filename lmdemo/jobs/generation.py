@@ -12,7 +12,9 @@ from lmdemo.jobs.base import pick_model, require_text, run_to_end
 from lmdemo.models.loading import LoadedModel, load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
 
-MAX_HISTORY_TURNS = 200  # earlier turns beyond this are dropped before templating
+# Earlier turns beyond these are dropped before templating: a model's context holds far less anyway.
+MAX_HISTORY_TURNS = 64
+MAX_HISTORY_CHARS = 32_000
 
 
 @dataclass
@@ -35,10 +37,16 @@ class GenerationRequest:
             raise InputError(f"`quantize` must be none, 8bit or 4bit; got {self.quantize!r}")
         default = DEFAULT_CHAT_MODEL if self.mode == "chat" else DEFAULT_COMPLETION_MODEL
         self.model, self.adapter = pick_model(self.model, self.adapter, default)
-        self.history = list(self.history or [])[-MAX_HISTORY_TURNS:]
-        for turn in self.history:
-            if turn.get("role") not in ("user", "assistant", "system") or not isinstance(turn.get("content"), str):
+        history = list(self.history or [])[-MAX_HISTORY_TURNS:]
+        for turn in history:
+            if (not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "system")
+                    or not isinstance(turn.get("content"), str)):
                 raise InputError("Each history turn needs a role (user/assistant/system) and text content.")
+        kept, chars = len(history), 0
+        while kept and chars + len(history[kept - 1]["content"]) <= MAX_HISTORY_CHARS:
+            kept -= 1
+            chars += len(history[kept]["content"])
+        self.history = history[kept:]
 
 
 def _context_limit(lm: LoadedModel) -> int:
@@ -65,13 +73,31 @@ def build_inputs(lm: LoadedModel, req: GenerationRequest) -> dict:
     turns = [{"role": t["role"], "content": clean(t["content"])} for t in req.history]
     turns.append({"role": "user", "content": clean(req.prompt)})
     system = [{"role": "system", "content": clean(req.system_prompt)}] if req.system_prompt else []
-    while True:
-        ids = tok.apply_chat_template(system + turns, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        if ids["input_ids"].shape[1] <= budget:
-            return {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
-        if len(turns) <= 1:
-            raise InputError(f"The message is {ids['input_ids'].shape[1]} tokens; this model takes at most {budget}.")
-        turns = turns[2:] if len(turns) > 2 else turns[1:]  # drop the oldest exchange
+
+
+    def template(start: int):
+        return tok.apply_chat_template(system + turns[start:], add_generation_prompt=True, return_tensors="pt",
+                                       return_dict=True)
+
+    ids = template(0)
+    if ids["input_ids"].shape[1] <= budget:
+        return {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
+    # Drop the oldest exchanges until it fits: the fewest dropped, found by bisection (a few templatings).
+    last = len(turns) - 1
+    ids = template(last)
+    if ids["input_ids"].shape[1] > budget:
+        raise InputError(f"The message is {ids['input_ids'].shape[1]} tokens; this model takes at most {budget}.")
+    low, high = 0, last  # template(low) is too long, template(high) fits
+    while high - low > 1:
+        mid = (low + high) // 2
+        if template(mid)["input_ids"].shape[1] <= budget:
+            high = mid
+        else:
+            low = mid
+    if high % 2 and high < last:  # start on a user turn, as the exchanges were
+        high += 1
+    ids = template(high)
+    return {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
 
 
 class GenerationResult(NamedTuple):

@@ -8,10 +8,13 @@ name in ``$LMDEMO_HOME/adapters`` or among the bundled ones, or by Hub id (downl
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import re
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -32,6 +35,10 @@ PIPELINE_TAGS = {"classification": "text-classification", "sentiment": "text-cla
                  "sft": "text-generation"}
 BUNDLED_DIR = Path(str(files("lmdemo.data").joinpath("adapters")))  # shipped with the package, read-only
 DEFAULT_PICKS = ("", "default")  # model-box values that mean "the job's default model"
+# A shared Space keeps each visitor's adapters in adapters/visitors/OWNER: the operator's adapters folder
+# (placed there by hand) is shared read-only, and no visitor's name can reach another's folder.
+VISITORS = "visitors"
+_ASIDE = (".tmp", ".old", ".removed")  # half-written, being replaced or being deleted: never listed or loaded
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -44,10 +51,11 @@ class AdapterInfo:
     metrics: dict = field(default_factory=dict)
     labels: list[str] | None = None
     bundled: bool = False
+    owned: bool = True  # False: shared read-only (bundled, or the operator's on a shared Space)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "base_model": self.base_model, "metrics": self.metrics,
-                "labels": self.labels, "bundled": self.bundled}
+                "labels": self.labels, "bundled": self.bundled, "owned": self.owned}
 
 
 # ---------------------------------------------------------------- names and folders
@@ -60,10 +68,21 @@ def safe_name(name: str) -> str:
     return cleaned[:64]
 
 
-def new_adapter_path(name: str, settings: Settings | None = None) -> Path:
+def owner_root(owner: str | None, settings: Settings | None = None) -> Path:
+    """The folder an owner's adapters live in: the adapters folder itself for the operator (owner None)."""
     settings = settings or get_settings()
-    settings.adapters_dir.mkdir(parents=True, exist_ok=True)
-    return settings.adapters_dir / safe_name(name)
+    if owner is None:
+        return settings.adapters_dir
+    return settings.adapters_dir / VISITORS / safe_name(owner)
+
+
+def new_adapter_path(name: str, settings: Settings | None = None, owner: str | None = None) -> Path:
+    root = owner_root(owner, settings)
+    root.mkdir(parents=True, exist_ok=True)
+    name = safe_name(name)
+    if owner is None and name == VISITORS:
+        raise InputError(f"{VISITORS!r} is reserved for visitors' adapters; pick another name.")
+    return root / name
 
 
 def _inside(root: Path, name: str) -> Path | None:
@@ -71,7 +90,22 @@ def _inside(root: Path, name: str) -> Path | None:
     folder = (root / name).resolve()
     if root not in folder.parents:
         raise AdapterError(f"Adapter name {name!r} points outside the adapters folder.")
+    visitors = root / VISITORS  # the shared folder's lookup never reaches a visitor's adapters
+    if folder == visitors or visitors in folder.parents or folder.name.endswith(_ASIDE):
+        return None
+    if not folder.is_dir():
+        _recover(folder)
     return folder if folder.is_dir() else None
+
+
+def _recover(folder: Path) -> None:
+    """A save that died between its two renames left the previous adapter aside as NAME.<tag>.old: put it back."""
+    aside = sorted(folder.parent.glob(f"{glob.escape(folder.name)}.*.old"), key=lambda p: p.stat().st_mtime)
+    if aside and (aside[-1] / "adapter_model.safetensors").is_file():
+        try:
+            os.replace(aside[-1], folder)
+        except OSError:
+            pass
 
 
 def _adapter_roots(settings: Settings) -> tuple[Path, ...]:
@@ -81,9 +115,9 @@ def _adapter_roots(settings: Settings) -> tuple[Path, ...]:
     return settings.adapters_dir, BUNDLED_DIR, Path(constants.HF_HUB_CACHE)
 
 
-def adapter_dir(adapter: str, settings: Settings | None = None) -> Path:
-    """Resolve an adapter given as a folder path, a name in the adapters folder (never outside it), a bundled
-    adapter's name or a Hub adapter repo id."""
+def adapter_dir(adapter: str, settings: Settings | None = None, owner: str | None = None) -> Path:
+    """Resolve an adapter given as a folder path, a name among the owner's adapters, in the adapters folder
+    (never outside it) or the bundled ones, or a Hub adapter repo id."""
     settings = settings or get_settings()
     path = Path(adapter).expanduser()
     if path.is_dir():
@@ -92,7 +126,8 @@ def adapter_dir(adapter: str, settings: Settings | None = None) -> Path:
             raise AdapterError(f"This shared app loads adapters from its adapters folder only, not {adapter!r}.")
     else:
         root = settings.adapters_dir
-        folder = _inside(root, adapter) or _inside(BUNDLED_DIR, adapter)
+        mine = _inside(owner_root(owner, settings), adapter) if owner is not None else None
+        folder = mine or _inside(root, adapter) or _inside(BUNDLED_DIR, adapter)
         if folder is None and hub_shaped(adapter):
             check_allowed(adapter, settings.demo_mode, settings.allowed_models)  # before any Hub request
         if folder is None:
@@ -134,7 +169,7 @@ def adapter_base(folder: Path) -> str:
     return twin or str(base)
 
 
-def resolve_pick(value: str | None) -> tuple[str | None, str | None]:
+def resolve_pick(value: str | None, owner: str | None = None) -> tuple[str | None, str | None]:
     """(model, adapter folder) for what was typed or picked in a model box or ``--model``.
 
     Empty or "default" -> (None, None): the job's default. An adapter (its name, folder or Hub repo) ->
@@ -146,7 +181,7 @@ def resolve_pick(value: str | None) -> tuple[str | None, str | None]:
     if value in BUILTINS:
         return value, None
     try:
-        folder = adapter_dir(value)
+        folder = adapter_dir(value, owner=owner)
     except LmdemoError:
         return value, None
     return adapter_base(folder), str(folder)
@@ -154,46 +189,83 @@ def resolve_pick(value: str | None) -> tuple[str | None, str | None]:
 
 # ---------------------------------------------------------------- the collection
 
-def list_adapters(task: str | None = None, settings: Settings | None = None) -> list[AdapterInfo]:
-    """Adapters in the adapters folder, newest first, then the bundled ones (optionally one task)."""
+def list_adapters(task: str | None = None, settings: Settings | None = None,
+                  owner: str | None = None) -> list[AdapterInfo]:
+    """The owner's adapters newest first, then the shared ones: the adapters folder's (the operator's, read-only
+    for a visitor) and the bundled ones (optionally one task). A name listed earlier hides a later twin."""
     settings = settings or get_settings()
-    found = []
-    for root, bundled in ((settings.adapters_dir, False), (BUNDLED_DIR, True)):
+    roots = [(owner_root(owner, settings), True, False)]
+    if owner is not None:
+        roots.append((settings.adapters_dir, False, False))
+    roots.append((BUNDLED_DIR, False, True))
+    found: list[AdapterInfo] = []
+    for root, owned, bundled in roots:
         if not root.is_dir():
             continue
+        for aside in root.glob("*.*.old"):
+            if not (root / aside.name.rsplit(".", 2)[0]).exists():
+                _recover(root / aside.name.rsplit(".", 2)[0])
         for folder in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
-            if not (folder / "adapter_config.json").is_file() or folder.name.endswith(".tmp"):
+            if (not (folder / "adapter_config.json").is_file() or folder.name.endswith(_ASIDE)
+                    or any(a.name == folder.name for a in found)):
                 continue
             meta = adapter_meta(folder)
             info = AdapterInfo(folder.name, folder, meta.get("task", "sft"), meta.get("base_model", ""),
-                               meta.get("metrics", {}), meta.get("labels"), bundled=bundled)
-            if (task is None or info.task == task) and not (bundled and any(a.name == info.name for a in found)):
+                               meta.get("metrics", {}), meta.get("labels"), bundled=bundled, owned=owned)
+            if task is None or info.task == task:
                 found.append(info)
     return found
 
 
-def remove(name: str, settings: Settings | None = None) -> None:
-    """Delete an adapter folder (by name, inside the adapters folder only; bundled adapters stay)."""
+def owned_adapter(name: str, owner: str | None = None, settings: Settings | None = None) -> Path:
+    """The folder of one of the owner's adapters, by name: what remove, merge and push act on."""
     settings = settings or get_settings()
-    folder = _inside(settings.adapters_dir, safe_name(name))
+    folder = _inside(owner_root(owner, settings), safe_name(name))
     if folder is None:
-        raise AdapterError(f"Adapter {name!r} not found in {settings.adapters_dir} (bundled adapters cannot be removed).")
-    adapter_dir(str(folder), settings)  # only a real adapter folder is deleted
-    shutil.rmtree(folder)
+        if owner is not None and any(a.name == str(name).strip() for a in list_adapters(settings=settings, owner=owner)):
+            raise AdapterError(f"Adapter {name!r} is shared read-only here: you can remove, merge or push only "
+                               "adapters you trained.")
+        where = "among your adapters" if owner is not None else f"in {settings.adapters_dir}"
+        raise AdapterError(f"Adapter {name!r} not found {where} (bundled adapters cannot be removed).")
+    return adapter_dir(str(folder), settings)  # only a real adapter folder
+
+
+def count_owned(owner: str | None, settings: Settings | None = None) -> int:
+    return sum(a.owned for a in list_adapters(settings=settings, owner=owner))
+
+
+def remove(name: str, settings: Settings | None = None, owner: str | None = None) -> Path:
+    """Delete one of the owner's adapter folders (by name; bundled and shared adapters stay)."""
+    folder = owned_adapter(name, owner, settings)
+    aside = folder.with_name(f"{folder.name}.{uuid.uuid4().hex[:8]}.removed")
+    folder.rename(aside)  # gone from every listing at once, even if the delete below is interrupted
+    shutil.rmtree(aside, ignore_errors=True)
+    return folder
 
 
 def save_adapter(model, output_dir: str | Path, meta: dict) -> Path:
-    """Write a PEFT adapter, lmdemo.json and a model card to a .tmp sibling, then rename it into place."""
+    """Write a PEFT adapter, lmdemo.json and a model card beside the target, then swap it in.
+
+    The old adapter is renamed aside before the new one takes its name and deleted last, so a crash at any
+    point leaves one whole adapter under the name, or the old one aside, put back on the next lookup.
+    """
     out = Path(output_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2))
-    config = json.loads((tmp / "adapter_config.json").read_text())
-    model_card(out.name, meta, config).save(tmp / "README.md")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    tag = uuid.uuid4().hex[:8]
+    tmp = out.with_name(f"{out.name}.{tag}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2))
+        config = json.loads((tmp / "adapter_config.json").read_text())
+        model_card(out.name, meta, config).save(tmp / "README.md")
+        old = out.with_name(f"{out.name}.{tag}.old")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 

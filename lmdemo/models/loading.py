@@ -40,6 +40,7 @@ class LoadSpec:
     adapter: str | None = None
     device: str | None = None
     dtype: str | None = None
+    adapter_stamp: str = ""  # the adapter weights' mtime and size: a retrained adapter is a new cache key
 
 
 @dataclass
@@ -160,8 +161,14 @@ def _resolve_spec(spec: LoadSpec, settings: Settings, notes: list[str]) -> tuple
         adapter=adapter,
         device=device.type,
         dtype=str(dtype).removeprefix("torch."),
+        adapter_stamp=_stamp(adapter) if adapter else "",
     )
     return full, device, dtype
+
+
+def _stamp(folder: str) -> str:
+    st = (Path(folder) / "adapter_model.safetensors").stat()
+    return f"{st.st_mtime_ns}-{st.st_size}"
 
 
 # ---------------------------------------------------------------- loading
@@ -289,18 +296,24 @@ class ModelCache:
                 self._models.move_to_end(full)
                 return self._models[full]
             key_lock = self._key_locks.setdefault(full, threading.Lock())
-        with key_lock:
+        try:
+            with key_lock:
+                with self._lock:
+                    if full in self._models:
+                        return self._models[full]
+                with _LOAD_LOCK:
+                    loaded = _load_uncached(full, device, dtype, notes, settings)
+                with self._lock:
+                    self._insert(full, loaded, settings.memory_budget_mb * 2**20)
+                return loaded
+        finally:  # a failed load leaves nothing behind for the next try
             with self._lock:
-                if full in self._models:
-                    return self._models[full]
-            with _LOAD_LOCK:
-                loaded = _load_uncached(full, device, dtype, notes, settings)
-            with self._lock:
-                self._insert(full, loaded, settings.memory_budget_mb * 2**20)
                 self._key_locks.pop(full, None)
-            return loaded
 
     def _insert(self, key: LoadSpec, loaded: LoadedModel, budget: int) -> None:
+        if key.adapter:  # an older copy of the same adapter folder is stale now
+            for old in [k for k in self._models if k.adapter == key.adapter and k.adapter_stamp != key.adapter_stamp]:
+                del self._models[old]
         self._models[key] = loaded
         while len(self._models) > 1 and sum(m.size_bytes for m in self._models.values()) > budget:
             evicted, _ = self._models.popitem(last=False)
@@ -313,6 +326,15 @@ class ModelCache:
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+
+    def forget_adapter(self, folder: str | Path) -> int:
+        """Drop every cached model carrying the adapter in ``folder`` (removed or replaced); how many."""
+        folder = str(Path(folder).resolve())
+        with self._lock:
+            stale = [k for k in self._models if k.adapter and str(Path(k.adapter).resolve()) == folder]
+            for key in stale:
+                del self._models[key]
+        return len(stale)
 
 
 CACHE = ModelCache()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 
 from lmdemo.config import Settings
@@ -24,8 +27,17 @@ def merge(name: str, output_dir: str | Path, settings: Settings | None = None) -
     except (ValueError, RuntimeError, KeyError) as exc:
         raise AdapterError(f"Adapter {name!r} could not be merged: {str(exc).splitlines()[0]}") from exc
     out = Path(output_dir)
-    merged.save_pretrained(out, safe_serialization=True)
-    base.tokenizer.save_pretrained(out)
-    (out / ADAPTER_META).unlink(missing_ok=True)
-    (out / "lmdemo-merged-from.json").write_text(json.dumps({"adapter": name, **meta}, indent=2))
+    tag = uuid.uuid4().hex[:8]
+    tmp, old = out.with_name(f"{out.name}.{tag}.tmp"), out.with_name(f"{out.name}.{tag}.old")
+    try:  # written aside and swapped in: a crash never leaves a half-written model under the name
+        merged.save_pretrained(tmp, safe_serialization=True)
+        base.tokenizer.save_pretrained(tmp)
+        (tmp / ADAPTER_META).unlink(missing_ok=True)
+        (tmp / "lmdemo-merged-from.json").write_text(json.dumps({"adapter": name, **meta}, indent=2))
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return out

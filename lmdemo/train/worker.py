@@ -7,11 +7,13 @@ job because its state lives here, not in the page.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lmdemo.errors import InputError
@@ -32,6 +34,8 @@ class JobStatus:
     losses: list[dict] = field(default_factory=list)  # {"step", "loss"} and {"step", "eval_loss"}
     comparison: dict = field(default_factory=dict)  # base vs fine-tuned metrics and examples
     notes: list[str] = field(default_factory=list)  # e.g. demo-mode caps applied to this run
+    owner: str | None = None  # who started it: only they see its details and may cancel it
+    restored: bool = False  # read back from disk after a restart
 
     @property
     def running(self) -> bool:
@@ -72,8 +76,19 @@ def demo_limits(task: str, train: list[dict], validation: list[dict], config: di
     return train, validation, config, notes
 
 
-def _worker(task: str, train: list[dict], validation: list[dict], config: dict, events, stop) -> None:
+def _watch_parent(parent: int) -> None:
+    """End the worker when the app that started it is gone (killed, crashed): no orphan keeps training."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def _worker(task: str, train: list[dict], validation: list[dict], config: dict, events, stop,
+            parent: int | None = None) -> None:
     """Runs in the child process: train, compare with the base model, report through ``events``."""
+    if parent is not None:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
         def log(entry: dict) -> None:
             events.put({"type": "log", **{k: v for k, v in entry.items() if isinstance(v, (int, float, str))}})
@@ -92,7 +107,12 @@ def _worker(task: str, train: list[dict], validation: list[dict], config: dict, 
 
 
 class TrainingJobs:
-    """The app's single training slot."""
+    """The app's single training slot, and each owner's last job.
+
+    One run at a time for the whole app (a 2-core machine trains one thing well); who started it is recorded,
+    so on a shared Space a visitor sees and cancels only their own run. Each owner's last end state is written
+    to ``$LMDEMO_HOME/jobs`` and shown again after a restart.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -101,28 +121,40 @@ class TrainingJobs:
         self._events = None
         self._stop = None
         self.status = JobStatus()
+        self._last: dict[str | None, JobStatus] = {}  # owner -> their last job, once the slot moved on
 
-    def start(self, name: str, task: str, train: list[dict], validation: list[dict], config: dict) -> JobStatus:
+    def start(self, name: str, task: str, train: list[dict], validation: list[dict], config: dict,
+              owner: str | None = None) -> JobStatus:
         """Start a job; in demo mode its size is capped first (``status.message`` names the caps)."""
         train, validation, config, notes = demo_limits(task, train, validation, config)
         with self._lock:
             self._drain()
             if self.status.running:
+                if self.status.owner != owner:
+                    raise InputError("The app's training slot is busy with another visitor's run"
+                                     + (f" (about {self.status.eta_seconds:.0f} s left)" if self.status.eta_seconds
+                                        else "") + "; try again when it ends.")
                 raise InputError(f"A training job ({self.status.name}) is already running; wait for it or cancel it.")
+            if self.status.state != "idle":
+                self._last[self.status.owner] = self.status
             self._events, self._stop = self._ctx.Queue(), self._ctx.Event()
             self.status = JobStatus(state="starting", name=name, task=task, started=time.time(),
-                                    output_dir=config["output_dir"], notes=notes,
+                                    output_dir=config["output_dir"], notes=notes, owner=owner,
                                     message="starting the worker process")
             self._proc = self._ctx.Process(target=_worker, args=(task, train, validation, config, self._events,
-                                                                 self._stop), daemon=True, name="lmdemo-train")
+                                                                 self._stop, os.getpid()),
+                                           daemon=True, name="lmdemo-train")
             self._proc.start()
             return self.status
 
-    def cancel(self) -> JobStatus:
-        """Ask the worker to stop after the current step (it saves the adapter); kill it if it does not."""
+    def cancel(self, owner: str | None = None) -> JobStatus:
+        """Ask the owner's worker to stop after the current step (it saves the adapter); kill it if it does not."""
         with self._lock:
+            self._drain()
             if not self.status.running or self._proc is None:
-                return self.status
+                return self._view(owner)
+            if self.status.owner != owner:
+                raise InputError("The running training job is another visitor's; you can cancel only your own.")
             self._stop.set()
             self.status.message = "cancelling: stopping after the current step and saving the adapter"
             proc = self._proc
@@ -135,22 +167,45 @@ class TrainingJobs:
             proc.terminate()
             proc.join(10)
 
-    def poll(self) -> JobStatus:
+    def poll(self, owner: str | None = None) -> JobStatus:
+        """The owner's job: the running one if it is theirs, else their last one (idle when none)."""
         with self._lock:
             self._drain()
+            return self._view(owner)
+
+    def busy(self) -> bool:
+        """Whether the slot runs anybody's job (a visitor learns no more than that about another's run)."""
+        with self._lock:
+            self._drain()
+            return self.status.running
+
+    def _view(self, owner: str | None) -> JobStatus:
+        if self.status.owner == owner and self.status.state != "idle":
             return self.status
+        return self._last.get(owner) or _restore(owner) or JobStatus()
 
     def wait(self, timeout: float | None = None) -> JobStatus:
         """Block until the job ends (CLI and tests)."""
         deadline = None if timeout is None else time.time() + timeout
-        while self.poll().running and (deadline is None or time.time() < deadline):
+        while self.busy() and (deadline is None or time.time() < deadline):
             time.sleep(0.5)
         return self.status
+
+    def shutdown(self) -> None:
+        """Stop the worker now (the app is closing)."""
+        with self._lock:
+            proc = self._proc
+        if proc is not None and proc.is_alive():
+            self._stop.set()
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
 
     def _drain(self) -> None:
         if self._events is None:
             return
         st = self.status
+        was_running = st.running
         while True:
             try:
                 event = self._events.get_nowait()
@@ -179,6 +234,41 @@ class TrainingJobs:
             st.message = st.message if st.state == "cancelled" else f"the worker exited with code {self._proc.exitcode}"
             if st.state == "cancelled" and not Path(st.output_dir, "adapter_model.safetensors").exists():
                 st.message = "cancelled before an adapter could be saved"
+        if was_running and not st.running:
+            _ended(st)
 
 
-JOBS = TrainingJobs()  # app-wide on purpose: one job per app, visible to every page that reloads
+def _jobs_file(owner: str | None) -> Path:
+    from lmdemo.config import get_settings
+    from lmdemo.models.adapters import safe_name
+
+    return get_settings().home / "jobs" / f"{safe_name(owner) if owner else 'local'}.json"
+
+
+def _ended(st: JobStatus) -> None:
+    """A finished run: its adapter's cached copies are stale now, and its end state is kept on disk."""
+    from lmdemo.models.loading import CACHE
+
+    if st.output_dir:
+        CACHE.forget_adapter(st.output_dir)
+    path = _jobs_file(st.owner)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(st), default=str))
+        os.replace(tmp, path)
+    except OSError:  # a full disk must not turn a finished run into an error
+        pass
+
+
+def _restore(owner: str | None) -> JobStatus | None:
+    """The owner's last end state written before a restart, if any."""
+    try:
+        data = json.loads(_jobs_file(owner).read_text())
+        fields = {k: v for k, v in data.items() if k in JobStatus.__dataclass_fields__}
+        return JobStatus(**dict(fields, restored=True))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+JOBS = TrainingJobs()  # app-wide on purpose: one training slot for the whole app

@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import threading
 
 import pytest
 
@@ -30,7 +32,8 @@ def test_cli_json_shape(prepared, tmp_path):
                   "--save", str(tmp_path / "r.json"))
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
-    assert set(obj) == {"task", "model", "adapter", "n", "metrics", "seconds", "dataset"} and obj["n"] == 10
+    assert set(obj) == {"task", "model", "adapter", "n", "metrics", "seconds", "dataset", "notes"} and obj["n"] == 10
+    assert obj["notes"] == []
     assert obj["dataset"] == "lmdemo bundled sentiment set"
     assert json.loads((tmp_path / "r.json").read_text())["metrics"] == obj["metrics"]
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 10
@@ -65,3 +68,103 @@ def test_unknown_task_and_bad_limit(tmp_path):
 def test_hub_dataset_id_offline_is_a_clear_error():
     with pytest.raises(InputError, match="'someone/some-dataset'.*offline"):
         evaluation.run("sentiment", "someone/some-dataset")
+
+
+# ---------------------------------------------------------------- stop between examples
+
+def test_stop_set_from_on_progress_stops_before_the_next_example(prepared, tmp_path):
+    stop = threading.Event()
+    seen = []
+
+    def on_progress(done, total):
+        seen.append(done)
+        if done == 2:
+            stop.set()
+
+    rows = evaluation.load_examples(evaluation.bundled_path("generation"), "generation", limit=6)
+    with pytest.raises(evaluation.Stopped, match=r"^Evaluation stopped after 2 of 6 examples\.$"):
+        evaluation.run_rows("generation", rows, on_progress=on_progress, stop=stop)
+    assert seen == [1, 2] and sum("prediction" in r for r in rows) == 2
+
+
+def test_stop_set_from_another_thread_stops_a_comparison(prepared):
+    """A worker thread sets the event once the first batch is scored; no further batch is classified."""
+    stop, first_batch = threading.Event(), threading.Event()
+    seen = []
+
+    def on_progress(done, total):
+        seen.append((done, total))
+        first_batch.set()
+        assert stop.wait(30)  # hold until the other thread has set it, so the test does not race
+
+    setter = threading.Thread(target=lambda: first_batch.wait(60) and stop.set())
+    setter.start()
+    req = evaluation.EvalRequest("sentiment", models=["default", "default"], limit=100)
+    try:
+        with pytest.raises(evaluation.Stopped, match=r"stopped after 32 of 100 examples of model 1 of 2"):
+            evaluation.compare_models(req, on_progress=on_progress, stop=stop)
+    finally:
+        setter.join()
+    assert seen == [(32, 100)]
+    assert isinstance(evaluation.Stopped("x"), InputError)
+
+
+def test_an_unset_stop_event_changes_nothing(prepared):
+    res = evaluation.run("sentiment", limit=40, stop=threading.Event())
+    assert res.n == 40 and all("prediction" in r for r in res.predictions)
+
+
+# ---------------------------------------------------------------- demo-mode caps
+
+@pytest.fixture
+def demo_mode():
+    from lmdemo.config import get_settings, set_settings
+
+    before = get_settings()
+    set_settings(dataclasses.replace(before, demo_mode=True))
+    yield
+    set_settings(before)
+
+
+def sentiment_file(path, n):
+    path.write_text("".join(json.dumps({"text": f"Review {i}: {'lovely' if i % 2 else 'awful'} stay.",
+                                        "label": "positive" if i % 2 else "negative"}) + "\n" for i in range(n)))
+    return path
+
+
+def test_demo_mode_caps_rows_with_a_note(prepared, demo_mode, tmp_path):
+    from lmdemo.config import DEMO_LIMITS
+
+    cap = DEMO_LIMITS.max_eval_rows
+    data = sentiment_file(tmp_path / "many.jsonl", cap + 30)
+    for limit in (None, cap + 1, 10_000):
+        (label, res), = evaluation.compare_models(evaluation.EvalRequest("sentiment", str(data), limit=limit)).results
+        assert res.n == cap and res.notes and f"at most {cap} examples" in res.notes[0]
+        assert res.summary()["notes"] == res.notes
+    small = evaluation.run("sentiment", data, limit=7)
+    assert small.n == 7 and small.notes == []  # asked for fewer: nothing to say
+    short = evaluation.run("sentiment", sentiment_file(tmp_path / "few.jsonl", 12))
+    assert short.n == 12 and short.notes == []  # under the cap: nothing was cut
+
+
+def test_demo_mode_refuses_more_models_than_the_cap(demo_mode):
+    from lmdemo.config import DEMO_LIMITS
+
+    models = ["smollm2-135m-instruct"] * (DEMO_LIMITS.max_eval_models + 1)
+    with pytest.raises(InputError, match=f"{len(models)} models given; this shared app compares at most "
+                                         f"{DEMO_LIMITS.max_eval_models}"):
+        evaluation.EvalRequest("generation", models=models)
+
+
+def test_compare_models_checks_the_model_cap_again(prepared, tmp_path):
+    """A request built before demo mode was switched on is still refused."""
+    from lmdemo.config import DEMO_LIMITS, get_settings, set_settings
+
+    req = evaluation.EvalRequest("sentiment", models=["default"] * 3, limit=1)
+    before = get_settings()
+    set_settings(dataclasses.replace(before, demo_mode=True))
+    try:
+        with pytest.raises(InputError, match=f"at most {DEMO_LIMITS.max_eval_models} at a time"):
+            evaluation.compare_models(req)
+    finally:
+        set_settings(before)

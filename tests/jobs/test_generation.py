@@ -93,3 +93,34 @@ def test_long_history_is_trimmed_to_fit(prepared):
     history = [{"role": "user", "content": long_turn}, {"role": "assistant", "content": "ok"}] * 3
     ids = build_inputs(lm, GenerationRequest("Last question?", history=history))["input_ids"]
     assert ids.shape[1] <= lm.model.config.max_position_embeddings - 128
+
+
+def test_a_huge_history_is_capped_before_templating(prepared):
+    """20,000 turns sent to the chat: the request keeps the most recent turns within the caps, and fitting them
+    to the context takes a handful of templatings (bisection), not one per dropped exchange."""
+    from lmdemo.jobs.generation import MAX_HISTORY_CHARS, MAX_HISTORY_TURNS
+
+    history = [{"role": "user", "content": f"question {i} " + "word " * 300}
+               if i % 2 == 0 else {"role": "assistant", "content": f"answer {i}"} for i in range(20_000)]
+    req = GenerationRequest("Last question?", history=history)
+    assert len(req.history) <= MAX_HISTORY_TURNS
+    assert sum(len(t["content"]) for t in req.history) <= MAX_HISTORY_CHARS
+    assert req.history[-1] == history[-1]  # the newest turns are the ones kept
+    lm = load("smollm2-135m-instruct")
+    tok, calls = lm.tokenizer, []
+    real = tok.apply_chat_template
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    tok.apply_chat_template = counted
+    try:
+        short = GenerationRequest("Last question?", params=GenerationParams(max_new_tokens=4096), history=req.history)
+        ids = build_inputs(lm, short)["input_ids"]
+    finally:
+        del tok.apply_chat_template
+    assert ids.shape[1] <= lm.model.config.max_position_embeddings - 4096
+    assert len(calls) <= 2 + MAX_HISTORY_TURNS.bit_length() + 1, len(calls)
+    text = tok.decode(ids[0])
+    assert "Last question?" in text and f"answer {len(history) - 1}" in text  # the latest exchange stayed

@@ -1,7 +1,10 @@
 """Every tab used in headless Chromium as a visitor would; screenshots land in test-artifacts/."""
 
+import math
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -101,11 +104,22 @@ def test_sentiment_tab(browser, base_url):
 def test_summarise_tab(browser, base_url):
     page = _page(browser, base_url)
     _tab(page, "Summarise")
+    from playwright.sync_api import expect
+
     page.get_by_text("The city council voted on Tuesday").first.click()
+    source_box = page.get_by_label("Text to summarise")
+    expect(source_box).to_have_value(re.compile("^The city council voted on Tuesday"), timeout=10_000)
+    source = source_box.input_value().strip()
     _button(page, "Summarise").click()
     _body_contains(page, "→ summary")
     _finished(page)
-    _textareas_contain(page, "library")
+    # the summary's own box, not the page (the input and the example already hold the source text)
+    summary = page.get_by_label("Summary", exact=True).input_value().strip()
+    assert summary and summary != source
+    assert len(summary.split()) < len(source.split())
+    lengths = re.search(r"input (\d+) words \(\d+ tokens\) → summary (\d+) words", page.inner_text("body"))
+    assert lengths, "the lengths line is missing"
+    assert int(lengths[1]) == len(source.split()) and int(lengths[2]) == len(summary.split()) > 0
     _shot(page, "summarise")
 
 
@@ -171,7 +185,61 @@ def test_finetune_upload_with_column_mapping(browser, base_url, tmp_path):
     _shot(page, "finetune-upload")
 
 
-def test_finetune_tab_trains_cancels_and_compares(browser, base_url):
+_STATUS = re.compile(r"(?P<name>[\w-]+) \((?P<task>\w+)\) · (?P<state>\w+) · step (?P<step>\d+)/(?P<max>\d+|\?)")
+
+
+def _training_status(page, name):
+    """(state, step, max_steps) of run `name` as the status line shows them; None before it shows."""
+    for m in _STATUS.finditer(page.inner_text("body")):
+        if m["name"] == name:
+            return m["state"], int(m["step"]), int(m["max"]) if m["max"].isdigit() else None
+    return None
+
+
+def _watch_training(page, name, until, timeout=300):
+    """Read the status line every 0.3 s until `until(state, step, max_steps)`; every distinct reading, in order.
+
+    Readings count from the first one of a live run (starting/running): until then the line may still show
+    the end of an earlier run of the same name, restored from disk when the app started.
+    """
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = _training_status(page, name)
+        if now and (seen or now[0] in ("starting", "running")) and (not seen or now != seen[-1]):
+            seen.append(now)
+            if until(*now):
+                return seen
+        page.wait_for_timeout(300)
+    raise AssertionError(f"{name}: the status line never got there; it read {seen}")
+
+
+def _steps_grow(seen):
+    steps = [step for _, step, _ in seen]
+    assert steps == sorted(steps), f"the step count went backwards: {seen}"
+    return steps
+
+
+def _plot(page, label):
+    return page.locator(".block").filter(has=page.get_by_text(label, exact=True)).last
+
+
+def _assert_curves_drawn(page, status):
+    """Each loss series the run reported (API) is drawn: vega's SVG line, with one point mark per reported point."""
+    from playwright.sync_api import expect
+
+    assert status["losses"], "the run reported no loss at all"
+    for key, label in (("loss", "Training loss"), ("eval_loss", "Validation loss")):
+        points = [p for p in status["losses"] if key in p]
+        assert all(math.isfinite(p[key]) and 0 < p["step"] <= status["max_steps"] for p in points), points
+        if points:
+            plot = _plot(page, label)
+            expect(plot.locator(".mark-line path")).to_have_count(1, timeout=30_000)
+            assert plot.locator(".mark-line path").get_attribute("d"), label
+            expect(plot.locator(".mark-symbol path")).to_have_count(len(points), timeout=10_000)
+
+
+def test_finetune_tab_trains_cancels_and_compares(browser, base_url, client):
     page = _page(browser, base_url)
     _tab(page, "Fine-tune")
     _button(page, "Check data").click()
@@ -180,23 +248,51 @@ def test_finetune_tab_trains_cancels_and_compares(browser, base_url):
     page.get_by_label("Epochs").first.press("Enter")
     page.get_by_label("Adapter name").first.fill("browser-topics")
     _button(page, "Start training").click()
-    _body_contains(page, "browser-topics (classification) · finished", timeout=300_000)
+    seen = _watch_training(page, "browser-topics", lambda state, *_: state in ("finished", "failed", "cancelled"))
+    state, step, max_steps = seen[-1]
+    assert state == "finished" and 0 < step == max_steps, seen  # every planned step ran
+    assert any(s == "running" for s, _, _ in seen), seen
+    _steps_grow(seen)
     _body_contains(page, "fine-tuned")
+    # what the run reported, through the public API (a script's view of the same job)
+    status = client.predict(api_name="/finetune_status")
+    assert (status["state"], status["name"], status["step"], status["max_steps"]) == (
+        "finished", "browser-topics", step, max_steps)
+    _assert_curves_drawn(page, status)
+    # the before/after table holds the comparison's numbers: base and fine-tuned rows, a number per metric
+    metrics = (status["comparison"] or {}).get("metrics")
+    assert metrics and set(metrics) == {"base", "fine-tuned"}, status["comparison"]
+    table = page.get_by_role("grid", name="Base vs fine-tuned on the validation split")
+    cells = table.inner_text().split()  # header, then each row's cells (one per line or tab-separated)
+    for who in ("base", "fine-tuned"):
+        assert who in cells, cells
+        shown = cells[cells.index(who) + 1:][:len(metrics[who])]
+        assert all(re.fullmatch(r"[01](\.\d+)?", c) for c in shown), (who, shown)  # a score per metric
+        assert [float(c) for c in shown] == pytest.approx([round(v, 4) for v in metrics[who].values()], abs=1e-4)
     _shot(page, "finetune-finished")
+
     page.get_by_label("Epochs").first.fill("20")
     page.get_by_label("Epochs").first.press("Enter")
     page.get_by_label("Adapter name").first.fill("browser-cancelled")
     _button(page, "Start training").click()
-    _body_contains(page, "browser-cancelled (classification) · running", timeout=120_000)
+    first = _watch_training(page, "browser-cancelled", lambda state, step, _: state == "running" and step > 0,
+                            timeout=240)
     _button(page, "Start training").click()  # a second start while one runs is refused, with a message
     _body_contains(page, "is already running; wait for it or cancel it", timeout=30_000)
-    page.reload()  # a reloaded page re-attaches to the running job
+    page.reload()  # a reloaded page re-attaches to the running job, and it is still counting
     page.wait_for_selector("textarea", timeout=60_000)
     _tab(page, "Fine-tune")
-    _body_contains(page, "browser-cancelled (classification) · running", timeout=30_000)
+    before = first[-1][1]
+    later = _watch_training(page, "browser-cancelled", lambda state, step, _: state == "running" and step > before,
+                            timeout=180)
+    _steps_grow(first + later)
     _button(page, "Cancel").click()
-    _body_contains(page, "browser-cancelled (classification) · cancelled", timeout=300_000)
+    end = _watch_training(page, "browser-cancelled", lambda state, *_: state in ("finished", "failed", "cancelled"))
+    state, step, max_steps = end[-1]
+    assert state == "cancelled" and before < step < max_steps, end  # stopped early, after real steps
     assert "the adapter trained so far is saved" in page.inner_text("body")
+    status = client.predict(api_name="/finetune_status")
+    assert (status["state"], status["name"], status["step"]) == ("cancelled", "browser-cancelled", step)
     _shot(page, "finetune-cancelled")
 
 

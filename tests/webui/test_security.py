@@ -3,12 +3,15 @@ no remote code, no secrets in logs."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import pickle
 import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,21 +40,94 @@ def test_upload_and_queue_limits_are_set(app, client):
     assert app._queue.max_size == QUEUE_SIZE == 64  # gradio keeps it on the queue object only
 
 
+def _raw_get(base_url: str, path: str) -> tuple[int, bytes]:
+    """GET `path` byte for byte: http.client puts it on the request line as given, where httpx (and a browser)
+    would resolve `..` segments first and so never send a traversal at all."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _curl_get(base_url: str, path: str) -> tuple[int, bytes]:
+    """The same request from curl, told not to squash dot segments (--path-as-is) nor expand [] (--globoff)."""
+    out = subprocess.run(["curl", "-s", "--path-as-is", "--globoff", "--max-time", "30", "-o", "-",
+                          "-w", "\n%{http_code}", base_url.rstrip("/") + path], capture_output=True, timeout=60)
+    body, _, code = out.stdout.rpartition(b"\n")
+    return int(code), body
+
+
+def _ways_to_reach(target: Path, upload_dir: str) -> dict[str, str]:
+    """Request paths that name `target` from the file route: absolute, encoded, and climbing out of the
+    upload folder or the server's working directory, with dot segments plain, %-encoded and double-encoded."""
+    rest = str(target).lstrip("/")
+    climb = len(Path(upload_dir).parts) + 2  # past the root: extra `..` stay at /
+    route = "/gradio_api/file="
+    return {
+        "absolute": f"{route}{target}",
+        "double slash": f"{route}/{target}",
+        "encoded slashes": route + str(target).replace("/", "%2f"),
+        "../ from cwd": route + "../" * 12 + rest,
+        "relative to cwd": route + os.path.relpath(target, os.getcwd()),
+        "../ from upload": f"{route}{upload_dir}/" + "../" * climb + rest,
+        "%2e%2e/ from upload": f"{route}{upload_dir}/" + "%2e%2e/" * climb + rest,
+        "..%2f from upload": f"{route}{upload_dir}/" + "..%2f" * climb + rest.replace("/", "%2f"),
+        "%2e%2e%2f from upload": f"{route}{upload_dir}/" + "%2e%2e%2f" * climb + rest,
+        "%252e%252e/ from upload": f"{route}{upload_dir}/" + "%252e%252e/" * climb + rest,
+        "%252e%252e%252f from cwd": route + "%252e%252e%252f" * 12 + rest,
+    }
+
+
 def test_the_app_serves_its_own_files_only(app, app_url, settings, tmp_path):
+    """Raw requests (no client-side path clean-up) for files outside gradio's upload cache get a 4xx and never
+    the file's bytes; the same requests for an uploaded file do return it, so a leak would be seen."""
+    from urllib.parse import unquote
+
     import httpx
 
     assert not app.allowed_paths  # nothing beyond gradio's own upload/output cache
-    upload = tmp_path / "mine.txt"
-    upload.write_text("an uploaded file")
-    r = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("mine.txt", upload.open("rb"), "text/plain")})
-    served = r.json()[0]
-    assert httpx.get(f"{app_url}gradio_api/file={served}").text == "an uploaded file"  # control: the route works
-    adapter = next(settings.adapters_dir.rglob("*.safetensors"), None) or next((ROOT / "lmdemo").rglob("*.safetensors"))
-    for outside in ("/etc/passwd", str(ROOT / "README.md"), str(adapter), str(upload),
-                    f"{Path(served).parent}/../../../../etc/passwd"):
-        r = httpx.get(f"{app_url}gradio_api/file={outside}")
-        assert r.status_code in (403, 404), (outside, r.status_code)
-        assert "root:" not in r.text
+    secret = f"lmdemo-secret-{uuid.uuid4().hex}"
+    in_tmp = tmp_path / "secret.txt"
+    in_tmp.write_text(secret)
+    in_home = settings.adapters_dir / f"leak-probe-{uuid.uuid4().hex[:8]}.json"  # a file, not an adapter folder
+    settings.adapters_dir.mkdir(parents=True, exist_ok=True)
+    in_home.write_text(json.dumps({"base_model": "x", "secret": secret}))
+    bundled = next((ROOT / "lmdemo" / "data" / "adapters").rglob("*.safetensors"))  # always there, not served
+    # what each file must never leak: our secret, or the first bytes of a file we did not write
+    targets = {in_tmp: secret.encode(), in_home: secret.encode(), Path("/etc/passwd"): b"root:",
+               ROOT / "README.md": (ROOT / "README.md").read_bytes()[:60],
+               bundled: bundled.read_bytes()[:60]}
+    senders = {"http.client": _raw_get}
+    if shutil.which("curl"):
+        senders["curl --path-as-is"] = _curl_get
+    try:
+        control = "an uploaded file " + uuid.uuid4().hex
+        r = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("mine.txt", control.encode(), "text/plain")})
+        served = r.json()[0]
+        upload_dir = str(Path(served).parent)
+        for how, get in senders.items():
+            # control: the raw route serves an uploaded file, also by a path that climbs out and back in,
+            # so the server does receive and resolve the dot segments these requests carry
+            for path in (f"/gradio_api/file={served}",
+                         f"/gradio_api/file={upload_dir}/../{Path(upload_dir).name}/mine.txt",
+                         f"/gradio_api/file={upload_dir}/%2e%2e/{Path(upload_dir).name}/mine.txt"):
+                assert get(app_url, path) == (200, control.encode()), (how, path)
+            for target, fingerprint in targets.items():
+                assert target.is_file() and fingerprint  # a 403 for a missing file would prove nothing
+                for way, path in _ways_to_reach(target, upload_dir).items():
+                    status, body = get(app_url, path)
+                    assert 400 <= status < 500, (how, way, path, status, body[:200])
+                    assert fingerprint not in body, (how, way, path, "leaked")
+                    if ".." in unquote(path) and "%25" not in path:  # the server saw the dot segments
+                        assert b".." in body, (how, way, body[:200])  # and gradio itself refused them
+    finally:
+        in_home.unlink(missing_ok=True)
 
 
 def test_no_code_unpickles_anything():
