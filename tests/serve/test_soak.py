@@ -28,3 +28,22 @@ def test_eight_users_for_two_minutes(prepared, tmp_path):
     assert result["isolation"]["ok"], result["isolation"]
     assert result["server_alive"]
     assert run.returncode == 0, run.stdout[-2000:]
+
+
+@pytest.mark.soak
+def test_two_visitors_train_and_evaluate_while_six_chat(prepared, tmp_path):
+    """bench/soak_visitors.py on a demo-mode app: 0 failures, and each visitor sees only their own run and adapters."""
+    out = tmp_path / "visitors.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "soak_visitors.py"), "--json-out", str(out),
+                          "--log", str(tmp_path / "server.log")], capture_output=True, text=True, cwd=ROOT,
+                         timeout=1500)
+    print(run.stdout[-3000:])
+    assert out.exists(), run.stdout[-2000:] + run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["failed"] == 0, result["errors"]
+    assert len(result["trainers"]) == 2
+    for trainer in result["trainers"].values():
+        assert trainer["saw_other"] == [] and "accuracy" in trainer, trainer
+    assert sum(t["refused_busy"] for t in result["trainers"].values()) > 0  # one waited for the other's run
+    assert result["chat_requests"] >= 6 and result["server_alive"]
+    assert run.returncode == 0, run.stdout[-2000:]
