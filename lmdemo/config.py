@@ -69,6 +69,7 @@ class Settings:
     dtype: DType = field(default="auto", metadata={"help": "auto: bf16 (faster than fp32 on CPUs with AVX512-BF16/AMX, and on GPUs)."})
     # 4 GiB holds all three built-ins in bf16 with room to spare on a 16 GB Space.
     memory_budget_mb: int = field(default=4096, metadata={"help": "Upper bound for the loaded-model cache (LMDEMO_MEMORY_BUDGET_MB)."})
+    max_model_mb: int = field(default=8192, metadata={"help": "Largest Hub model (its safetensors) a model box may load, checked before any download (LMDEMO_MAX_MODEL_MB)."})
     demo_mode: bool = field(default=False, metadata={"help": "Shared public Space: training and queue capped (LMDEMO_DEMO_MODE=1)."})
     allowed_models: tuple[str, ...] = field(default=(), metadata={"help": "Demo mode: models (Hub ids, adapter repos) loadable besides the built-ins, comma-separated (LMDEMO_ALLOWED_MODELS)."})
     fast_generation: bool = field(default=True, metadata={"help": "CPU Llama/Gemma 3 decode through lmdemo.engine.fastgen, same tokens as generate (LMDEMO_FASTGEN=0 turns it off)."})
@@ -85,6 +86,9 @@ class Settings:
         if int(self.memory_budget_mb) <= 0:
             raise ConfigError(f"`memory_budget_mb` must be positive; got {self.memory_budget_mb}")
         self.memory_budget_mb = int(self.memory_budget_mb)
+        if int(self.max_model_mb) <= 0:
+            raise ConfigError(f"`max_model_mb` must be positive; got {self.max_model_mb}")
+        self.max_model_mb = int(self.max_model_mb)
         if isinstance(self.allowed_models, str):
             self.allowed_models = tuple(m.strip() for m in self.allowed_models.split(",") if m.strip())
         self.allowed_models = tuple(self.allowed_models)
@@ -114,11 +118,12 @@ class Settings:
             if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ConfigError(f"`LMDEMO_FASTGEN` must be 1 or 0; got {env['LMDEMO_FASTGEN']!r}")
             kwargs["fast_generation"] = flag in ("1", "true", "yes", "on")
-        if env.get("LMDEMO_MEMORY_BUDGET_MB"):
-            try:
-                kwargs["memory_budget_mb"] = int(env["LMDEMO_MEMORY_BUDGET_MB"])
-            except ValueError:
-                raise ConfigError(f"`LMDEMO_MEMORY_BUDGET_MB` must be an integer; got {env['LMDEMO_MEMORY_BUDGET_MB']!r}") from None
+        for key, attr in (("LMDEMO_MEMORY_BUDGET_MB", "memory_budget_mb"), ("LMDEMO_MAX_MODEL_MB", "max_model_mb")):
+            if env.get(key):
+                try:
+                    kwargs[attr] = int(env[key])
+                except ValueError:
+                    raise ConfigError(f"`{key}` must be an integer; got {env[key]!r}") from None
         return cls(**kwargs)  # type: ignore[arg-type]
 
     @property

@@ -89,7 +89,9 @@ class FakeHub:
                         return self._send(404, b'{"error": "Repository not found"}',
                                           {"Content-Type": "application/json", "X-Error-Code": "RepoNotFound"}, head)
                     return self._json(200, {"id": m.group(1), "sha": hub.sha(m.group(1)), "private": False,
-                                            "siblings": [{"rfilename": p} for p in hub.repos[m.group(1)]["files"]]})
+                                            "siblings": [{"rfilename": p, "size": hub.repos[m.group(1)].get(
+                                                "sizes", {}).get(p, len(data))}
+                                                for p, data in hub.repos[m.group(1)]["files"].items()]})
                 m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path)
                 if m and m.group(1) in hub.repos:
                     return self._json(200, [{"type": "file", "path": p, "size": len(data),

@@ -15,7 +15,8 @@ from pathlib import Path
 from lmdemo.config import get_settings
 from lmdemo.errors import AdapterError, HubError, InputError
 
-__all__ = ["HubError", "endpoint", "hub_reachable", "check_repo_id", "scrub", "download_adapter", "upload"]
+__all__ = ["HubError", "endpoint", "hub_reachable", "check_repo_id", "scrub", "download_adapter", "upload",
+           "check_weights_size"]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "lmdemo.json", "README.md")
 
@@ -73,6 +74,29 @@ def scrub(text: str, token: str | None) -> str:
 _PULLED: dict[str, Path | None] = {}
 
 
+def check_weights_size(repo_id: str, patterns: tuple[str, ...] = ("*.safetensors",)) -> None:
+    """Refuse a Hub repo whose weights are over ``LMDEMO_MAX_MODEL_MB``, asked of the Hub before any download.
+
+    Quiet when the Hub cannot say (offline, no sizes): the download that follows reports its own error.
+    """
+    from fnmatch import fnmatch
+
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    limit = get_settings().max_model_mb
+    if not hub_reachable():
+        return
+    try:
+        info = HfApi(endpoint=endpoint()).model_info(repo_id, files_metadata=True, token=read_token())
+    except (HfHubHTTPError, OSError, ValueError):
+        return
+    total = sum((f.size or 0) for f in info.siblings or [] if any(fnmatch(f.rfilename, p) for p in patterns))
+    if total > limit * 2**20:
+        raise InputError(f"{repo_id!r} has {total / 2**20:,.0f} MB of weights; this app loads at most "
+                         f"{limit:,} MB (LMDEMO_MAX_MODEL_MB).")
+
+
 def download_adapter(repo_id: str) -> Path | None:
     """Local folder of a Hub adapter repo (downloaded once), or None when ``repo_id`` is not an adapter repo.
 
@@ -92,6 +116,8 @@ def download_adapter(repo_id: str) -> Path | None:
         if not (local / "adapter_config.json").is_file():
             _PULLED[repo_id] = None
             return None
+        if online:
+            check_weights_size(repo_id, ("adapter_model.safetensors",))
         local = Path(snapshot_download(repo_id, allow_patterns=list(ADAPTER_FILES), **kwargs))
     except LocalEntryNotFoundError:
         return None

@@ -143,6 +143,7 @@ def _model_source(name: str, settings: Settings) -> tuple[str, dict[str, Any]]:
     # Without a reachable Hub, read only the local cache: huggingface_hub would otherwise retry for ~45 s.
     if not hub_reachable():
         return ref.name, {"local_files_only": True}
+    hub.check_weights_size(ref.name)  # before from_pretrained downloads anything
     return ref.name, ({"token": False} if hub.read_token() is False else {})
 
 

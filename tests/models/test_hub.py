@@ -353,3 +353,24 @@ def test_demo_mode_loads_only_builtins_and_the_allow_list(online, settings, tmp_
         assert online.requests  # the allowed id was fetched
     finally:
         set_settings(settings)
+
+
+def test_an_oversized_hub_model_is_refused_before_any_download(online, settings):
+    """The Hub's file sizes are asked first: a 140 GB repo is refused and no weights file is requested."""
+    from lmdemo.errors import LmdemoError
+    from lmdemo.models.loading import load
+
+    config = json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}).encode()
+    online.repos["bigcorp/huge-model"] = {"type": "model", "private": False,
+                                          "files": {"config.json": config, "model.safetensors": b"x" * 16},
+                                          "sizes": {"model.safetensors": 140 * 2**30}}
+    online.requests.clear()
+    with pytest.raises(LmdemoError, match=r"143,360 MB of weights; this app loads at most 8,192 MB"):
+        load("bigcorp/huge-model")
+    assert not any("model.safetensors" in r["path"] and "/resolve/" in r["path"] for r in online.requests)
+    assert any(r["path"].startswith("/api/models/bigcorp/huge-model") for r in online.requests)
+    # the same kind of repo under the limit gets past the check (and fails later, on its fake weights)
+    online.repos["bigcorp/huge-model"]["sizes"] = {}
+    with pytest.raises(LmdemoError) as info:
+        load("bigcorp/huge-model")
+    assert "MB of weights" not in str(info.value)

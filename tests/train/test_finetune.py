@@ -212,3 +212,59 @@ def test_cli_ctrl_c_stops_after_the_step_and_keeps_the_adapter(prepared, tmp_pat
 def test_classifier_settings_refuse_nan_and_non_positive_values(bad):
     with pytest.raises(InputError, match="positive"):
         ClassifierTrainConfig(output_dir="x", **bad)
+
+
+def test_a_jobs_end_state_is_shown_again_after_a_restart(prepared, tmp_path):
+    from lmdemo.train.worker import TrainingJobs
+
+    jobs = TrainingJobs()
+    jobs.start("before-restart", "classification", ROWS, ROWS[:4],
+               {"output_dir": str(tmp_path / "x"), "base_model": "no-such/model-anywhere"}, owner="visitor-1")
+    assert jobs.wait(timeout=180).state == "failed"
+    jobs.poll("visitor-1")
+    restarted = TrainingJobs()  # a new app process: nothing in memory
+    seen = restarted.poll("visitor-1")
+    assert seen.restored and seen.state == "failed" and seen.name == "before-restart"
+    assert "no-such/model-anywhere" in seen.message
+    assert restarted.poll("visitor-2").state == "idle"  # another owner's last run stays theirs
+    assert restarted.poll().state != "failed" or restarted.poll().name != "before-restart"
+
+
+def test_the_worker_ends_when_the_app_is_killed(prepared, tmp_path):
+    """SIGKILL the process that started a run: the worker notices its parent is gone and exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import json, sys, time
+from lmdemo.train.worker import TrainingJobs
+rows = {json.dumps(ROWS)}
+jobs = TrainingJobs()
+jobs.start("orphan", "classification", rows * 20, rows[:4],
+           {{"output_dir": {str(tmp_path / "orphan")!r}, "epochs": 50, "base_model": "all-minilm-l6-v2"}})
+print(jobs._proc.pid, flush=True)
+while True:
+    jobs.poll()
+    time.sleep(0.5)
+"""
+    app = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(app.stdout.readline())
+    time.sleep(3)
+    assert _alive(worker)
+    app.send_signal(signal.SIGKILL)
+    app.wait(30)
+    deadline = time.time() + 30
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _alive(worker), "the training worker outlived the app"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

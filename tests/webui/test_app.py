@@ -169,3 +169,32 @@ def test_share_dry_run_lists_the_upload_files(client):
     assert out["dry_run"] is True and out["repo_id"] == "alice/x"
     assert {"README.md", "adapter_config.json", "adapter_model.safetensors"} <= set(out["files"]), out["files"]
     assert "base_model_relation: adapter" in out["card"]
+
+
+def test_the_evaluate_tabs_stop_stops_the_scoring(client):
+    """The Evaluate tab's Stop sets its session's flag; the scoring ends before the next example."""
+    import threading
+    import time
+
+    import gradio as gr
+
+    from webui import handlers as h
+
+    stop, outcome = h.StopEvent(), {}
+
+    def evaluate():
+        try:
+            h.run_evaluation("generation", None, "default", 50, stop)
+            outcome["result"] = "finished"
+        except gr.Error as exc:
+            outcome["result"] = exc.message
+
+    worker = threading.Thread(target=evaluate)
+    start = time.monotonic()
+    worker.start()
+    time.sleep(3)
+    h.stop_generation(stop)
+    worker.join(120)
+    assert not worker.is_alive()
+    assert re.search(r"Evaluation stopped after \d+ of 40 examples", outcome["result"]), outcome  # 40 rows bundled
+    assert time.monotonic() - start < 60

@@ -38,6 +38,9 @@ def test_upload_and_queue_limits_are_set(app, client):
     assert MAX_FILE_SIZE == "10mb" and app.max_file_size == 10 * 2**20
     assert client.config["max_file_size"] == 10 * 2**20  # what the page is told, too
     assert app._queue.max_size == QUEUE_SIZE == 64  # gradio keeps it on the queue object only
+    from webui.limits import DELETE_CACHE
+
+    assert app.delete_cache == DELETE_CACHE and DELETE_CACHE[1] <= 3600  # uploads and results do not pile up
 
 
 def _raw_get(base_url: str, path: str) -> tuple[int, bytes]:
