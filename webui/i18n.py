@@ -50,8 +50,9 @@ EN = {
     "dry_run": "Build the upload folder (dry run)", "push": "Push to the Hub", "refresh": "Refresh",
     "share_intro": "Uploads the adapter with a model card: base model, labels, and the base-vs-fine-tuned "
                    "scores from the validation comparison as a model-index.",
-    "demo_note": "**Demo mode** — this shared Space caps training (400 rows, 3 epochs, 60 steps) and the queue. "
-                 "For full use, duplicate the Space and set `LMDEMO_DEMO_MODE=0`.",
+    "demo_note": "**Demo mode** — this Space is shared: your chats, adapters and training runs are yours alone "
+                 "(kept for this browser), training is capped (400 rows, 3 epochs, 60 steps), evaluation too "
+                 "(100 rows, 2 models). For full use, duplicate the Space and set `LMDEMO_DEMO_MODE=0`.",
 }
 
 ZH = {
@@ -99,7 +100,8 @@ ZH = {
     "hf_token": "写入令牌（可选；否则使用 HF_TOKEN 或登录按钮；不会显示或保存）",
     "dry_run": "生成上传文件夹（试运行）", "push": "推送到 Hub", "refresh": "刷新",
     "share_intro": "上传适配器及模型卡：基础模型、标签，以及验证集上基础模型与微调模型的分数（model-index）。",
-    "demo_note": "**演示模式** —— 这个共享 Space 限制了训练（400 行、3 轮、60 步）和队列长度。"
+    "demo_note": "**演示模式** —— 这个 Space 是共享的：你的对话、适配器和训练任务只属于你（保存在此浏览器中），"
+                 "训练受限（400 行、3 轮、60 步），评估也受限（100 行、2 个模型）。"
                  "如需完整功能，请复制此 Space 并设置 `LMDEMO_DEMO_MODE=0`。",
 }
 
