@@ -238,9 +238,9 @@ def evaluate_tab() -> None:
     stop = gr.State(h.StopEvent())
     ev = run.click(h.run_evaluation, [task, upload, models, limit, stop], [table, chart, examples, download],
                    concurrency_id="causal-lm", api_name="ui_evaluate", api_visibility="private")
-    # The flag stops the scoring between examples; cancelling the event alone would leave it running.
-    stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_eval",
-                   api_visibility="private")
+    # The flag stops the scoring between examples (cancelling the event would leave it running), and the run
+    # then ends with "Evaluation stopped after N of M examples" on the page.
+    stop_btn.click(h.stop_generation, stop, None, queue=False, api_name="ui_stop_eval", api_visibility="private")
 
 
 def finetune_tab() -> None:

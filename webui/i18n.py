@@ -114,6 +114,7 @@ _ERROR_PREFIX = {
     "StoreError": ("Model store problem", "模型存储出错"),
     "ConfigError": ("Setting problem", "设置有误"),
     "HubError": ("Hub problem", "Hub 出错"),
+    "Stopped": ("Stopped", "已停止"),
 }
 
 
