@@ -428,10 +428,9 @@ def api_evaluate(task: str = EVAL["task"], data: str = "", models: str = ", ".jo
     return h.compare_for(req, request).to_dict()
 
 
-def _finetune(task: str, data: str, sample: str, columns: str, request: gr.Request | None = None,
-              **settings) -> FinetuneRequest:
+def _finetune(task: str, data: str, sample: str, columns: str, **settings) -> FinetuneRequest:
     if "base" in settings:
-        settings["base"] = h.visitor_model(settings["base"], request)
+        settings["base"] = h.visitor_model(settings["base"])
     return FinetuneRequest(task=task, data=h.api_data(data), sample=sample or None, columns=parse_columns(columns), **settings)
 
 
@@ -445,18 +444,16 @@ def _plan_dict(planned) -> dict:
 
 
 @h.friendly
-def api_finetune_check(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "",
-                       request: gr.Request = None) -> dict:
+def api_finetune_check(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "") -> dict:
     """Read and check the training data (a server-side file, a Hub dataset id or a bundled sample); starts nothing."""
-    return _plan_dict(plan(_finetune(task, data, sample, columns, request)))
+    return _plan_dict(plan(_finetune(task, data, sample, columns)))
 
 
 @h.friendly
 def api_finetune_estimate(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "",
-                          base: str = "", quantize: str = "", lora_r: int | None = FT["lora_r"],
-                          request: gr.Request = None) -> dict:
+                          base: str = "", quantize: str = "", lora_r: int | None = FT["lora_r"]) -> dict:
     """Memory and time per epoch of the run, measured with two real LoRA steps (empty/None: the task's default)."""
-    req = _finetune(task, data, sample, columns, request, base=base or None, quantize=quantize or None, lora_r=lora_r)
+    req = _finetune(task, data, sample, columns, base=base or None, quantize=quantize or None, lora_r=lora_r)
     return estimate_plan(plan(req)).to_dict()
 
 
@@ -469,7 +466,7 @@ def api_finetune_start(task: str = FT["task"], data: str = "", sample: str = "",
 
     Settings left empty/None take the task's defaults; name: the adapter's name (default TASK-adapter).
     """
-    req = _finetune(task, data, sample, columns, request, base=base or None, epochs=epochs,
+    req = _finetune(task, data, sample, columns, base=base or None, epochs=epochs,
                     learning_rate=learning_rate, lora_r=lora_r, quantize=quantize or None, max_steps=max_steps,
                     seed=seed, output=h.adapter_name(name))
     planned, status = h.start_job(req, request)

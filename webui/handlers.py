@@ -132,23 +132,25 @@ def _looks_like_path(value: str) -> bool:
         or Path(value).expanduser().exists()
 
 
+def _named(value: str | None, what: str = "model and adapter names") -> str:
+    """The typed value; on a shared Space a visitor names things, and paths on the server are refused."""
+    value = str(value or "").strip()
+    if value and get_settings().demo_mode and _looks_like_path(value):
+        raise InputError(f"This shared app takes {what}, not paths on the server.")
+    return value
+
+
 def pick(value: str | None, request: gr.Request | None) -> tuple[str | None, str | None]:
     """(model, adapter folder) for a model box or API ``model``: the caller's own adapters by name, the shared
-    ones, built-ins and Hub ids. On a shared Space a visitor names things; paths on the server are refused."""
+    ones, built-ins and Hub ids."""
     from lmdemo.models.adapters import resolve_pick
 
-    value = str(value or "").strip()
-    if value and get_settings().demo_mode and _looks_like_path(value):
-        raise InputError("This shared app takes model and adapter names, not paths on the server.")
-    return resolve_pick(value, owner_of(request))
+    return resolve_pick(_named(value), owner_of(request))
 
 
-def visitor_model(value: str | None, request: gr.Request | None) -> str | None:
-    """A model-only box (a fine-tuning base): same path rule as :func:`pick`, no adapter lookup."""
-    value = str(value or "").strip()
-    if value and get_settings().demo_mode and _looks_like_path(value):
-        raise InputError("This shared app takes model names, not paths on the server.")
-    return value or None
+def visitor_model(value: str | None) -> str | None:
+    """A model-only box (a fine-tuning base): the path rule of :func:`pick`, no adapter lookup."""
+    return _named(value, "model names") or None
 
 
 SCRATCH_TTL_S = 3600  # result files (CSV, JSON, dry-run folders) outlive the page's download by this much
@@ -391,7 +393,7 @@ def prepare_models(request: gr.Request = None, progress=gr.Progress(track_tqdm=T
 def compare_for(req: EvalRequest, request: gr.Request | None, stop: threading.Event | None = None):
     """compare_models with the caller's adapters by name (paths refused on a shared Space)."""
     for label in req.models:
-        pick(label, request)  # the path rule, before any row is scored
+        _named(label)  # the path rule, before any row is scored; compare_models resolves each name once
     return compare_models(req, stop=stop, owner=owner_of(request))
 
 
@@ -434,12 +436,12 @@ def _columns(task: str, first_col: str | None, second_col: str | None) -> dict[s
 
 
 def finetune_request(task: str, sample: str | None, upload: str | None, first_col: str | None = None,
-                     second_col: str | None = None, request: gr.Request | None = None, **settings) -> FinetuneRequest:
+                     second_col: str | None = None, **settings) -> FinetuneRequest:
     """The Fine-tune tab's values as the library's request (an upload wins over the sample)."""
     if "output" in settings:
         settings["output"] = adapter_name(settings["output"])
     if "base" in settings:
-        settings["base"] = visitor_model(settings["base"], request)
+        settings["base"] = visitor_model(settings["base"])
     return FinetuneRequest(task=task, data=upload or None, sample=None if upload else sample or None,
                            columns=_columns(task, first_col, second_col), **settings)
 
@@ -486,7 +488,7 @@ def estimate_training(task: str, sample: str | None, upload: str | None, first_c
                       progress=gr.Progress(track_tqdm=True)):
     from lmdemo.train.plan import estimate_plan
 
-    req = finetune_request(task, sample, upload, first_col, second_col, request, base=base, quantize=quantize,
+    req = finetune_request(task, sample, upload, first_col, second_col, base=base, quantize=quantize,
                            lora_r=int(lora_r))
     return estimate_plan(plan(req)).text()
 
@@ -523,7 +525,7 @@ def start_job(req: FinetuneRequest, request: gr.Request | None = None):
 def start_training(task: str, sample: str | None, upload: str | None, first_col: str | None, second_col: str | None,
                    base: str, epochs: float, lr: float, lora_r: float, quantize: str, name: str,
                    request: gr.Request = None):
-    req = finetune_request(task, sample, upload, first_col, second_col, request, output=name,
+    req = finetune_request(task, sample, upload, first_col, second_col, output=name,
                            base=base, epochs=float(epochs), learning_rate=float(lr), lora_r=int(lora_r),
                            quantize=quantize)
     planned, status = start_job(req, request)
