@@ -40,5 +40,21 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
 
 
+def child_json(args: list[str], what: str, **env: str):
+    """Run ``python ARGS`` offline on this checkout, in a process of its own (its memory and load time are its
+    own), and return the JSON its last output line holds."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    full_env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(root), TOKENIZERS_PARALLELISM="false", **env)
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full_env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def print_json(name: str, payload: dict) -> None:
     print(json.dumps({"bench": name, "machine": machine(), **payload}))

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from _common import print_json, print_table  # noqa: E402
+from _common import child_json, print_json, print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"1 KB": 1_000, "150 KB": 150_000}
@@ -56,13 +54,8 @@ print(json.dumps({"load_peak": load_peak, "loaded": loaded, "peak": status_mb("V
 
 
 def sample(name: str, size: int, demo: bool) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false",
-               LMDEMO_DEMO_MODE="1" if demo else "0")
-    out = subprocess.run([sys.executable, "-c", CHILD, name, str(size), str(ROOT / "tests/data/long_text.md")],
-                         capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(f"{name} {size} chars:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_json(["-c", CHILD, name, str(size), str(ROOT / "tests/data/long_text.md")], f"{name} {size} chars",
+                      LMDEMO_DEMO_MODE="1" if demo else "0")
 
 
 def main() -> None:

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from _common import print_json, print_table, summarise  # noqa: E402
+from _common import child_json, print_json, print_table, summarise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
@@ -104,12 +102,7 @@ def child_plain(setting: str, steps: int, batch: int) -> dict:
 
 
 def run_child(side: str, setting: str, steps: int, batch: int) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run([sys.executable, __file__, "--child", side, setting, str(steps), str(batch)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{side}/{setting} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return child_json([__file__, "--child", side, setting, str(steps), str(batch)], f"{side}/{setting}")
 
 
 def main() -> None:

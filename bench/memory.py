@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from _common import print_json, print_table, summarise  # noqa: E402
+from _common import child_json, print_json, print_table, summarise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,11 +61,7 @@ print(json.dumps({"before": before, "loaded": loaded, "generated": generated,
 
 
 def sample(side: str, name: str, quantize: str) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
-    out = subprocess.run([sys.executable, "-c", CHILD, side, name, quantize], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(f"{side} {name} {quantize}:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_json(["-c", CHILD, side, name, quantize], f"{side} {name} {quantize}")
 
 
 def main() -> None:
