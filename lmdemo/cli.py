@@ -26,7 +26,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name, model in BUILTINS.items():
         st = store.status(name)
         rows.append({"name": name, "status": st.state, "size_bytes": st.size_bytes, "params": model.params,
-                     "task": model.task, "good_for": model.good_for, "licence": model.licence,
+                     "task": model.task, "family": model.family, "good_for": model.good_for, "licence": model.licence,
                      "source": " + ".join(p.requirement for p in model.source.packages), "hub_id": model.hub_id})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -121,6 +121,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from lmdemo.jobs.translation import TranslationRequest, translate
 
     res = translate(TranslationRequest(_read_input(args), **_fields(args, TranslationRequest, skip=("text",))))
+    for note in res.notes:
+        print(f"note: {note}", file=sys.stderr)
     _emit(args, res.to_dict(), res.translation)
     return 0
 
@@ -202,14 +204,14 @@ def _finetune_request(args: argparse.Namespace):
     from lmdemo.train.plan import FinetuneRequest
 
     columns = {}
-    for column, field_ in ((args.text_column, "text"), (args.label_column, "label"),
-                           (args.prompt_column, "prompt"), (args.response_column, "response")):
+    for field_ in ("text", "label", "prompt", "response", "source", "target"):
+        column = getattr(args, f"{field_}_column")
         if column:
             columns[column] = field_
     return FinetuneRequest(task=args.task, data=args.data, sample=args.sample, eval_data=args.eval_data,
                            output=args.output or "", base=args.base, epochs=args.epochs, max_steps=args.max_steps,
                            learning_rate=args.lr, lora_r=args.lora_r, quantize=args.quantize, seed=args.seed,
-                           columns=columns)
+                           columns=columns, source=args.source, target=args.target)
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -331,18 +333,23 @@ def _text_args(p: argparse.ArgumentParser, name: str = "text") -> None:
 def _finetune_args(p: argparse.ArgumentParser) -> None:
     from lmdemo.data.tabular import SAMPLES
 
-    p.add_argument("task", choices=["classification", "sentiment", "sft"])
+    p.add_argument("task", choices=["classification", "sentiment", "sft", "translation", "summarisation",
+                                    "summarization"],
+                   help="translation/summarisation: LoRA on an encoder-decoder model from source/target pairs")
     p.add_argument("--data", help="CSV, JSONL or Parquet file, or a Hub dataset id (online)")
     p.add_argument("--sample", choices=list(SAMPLES), help="a bundled sample set instead of --data")
     p.add_argument("--eval-data", help="validation file (default: 10 %% of --data held back)")
-    p.add_argument("--base", help="base model (default: all-minilm-l6-v2 for classification, smollm2 for sft)")
+    p.add_argument("--base", help="base model (default: all-minilm-l6-v2 for classification, smollm2 for sft; "
+                                  "translation/summarisation need an encoder-decoder model, e.g. Helsinki-NLP/opus-mt-en-fr)")
+    p.add_argument("--source", help="translation: source language (default en)")
+    p.add_argument("--target", help="translation: target language (default fr)")
     p.add_argument("--epochs", type=float)
     p.add_argument("--max-steps", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lora-r", type=int)
     p.add_argument("--quantize", choices=["4bit"], help="QLoRA: base loaded in 4-bit")
     p.add_argument("--seed", type=int)
-    for name in ("text", "label", "prompt", "response"):
+    for name in ("text", "label", "prompt", "response", "source", "target"):
         p.add_argument(f"--{name}-column", help=f"file column holding the {name}")
 
 
@@ -424,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(ev)
     ev.set_defaults(func=cmd_eval)
 
-    ft = sub.add_parser("finetune", help="LoRA fine-tuning: classification (alias sentiment) or sft")
+    ft = sub.add_parser("finetune", help="LoRA fine-tuning: classification (alias sentiment), sft, or "
+                                         "translation/summarisation (seq2seq)")
     _finetune_args(ft)
     ft.add_argument("--output", required=True, help="adapter name (saved in the adapters folder) or a folder path")
     ft.add_argument("--check", action="store_true", help="read and check the data, print the plan, train nothing")

@@ -246,10 +246,11 @@ def evaluate_tab() -> None:
 def finetune_tab() -> None:
     from lmdemo.data.tabular import SAMPLES
 
-    base_default, epochs_default, lr_default, r_default = h.task_settings(FT["task"])
+    base_default, epochs_default, lr_default, r_default, _ = h.task_settings(FT["task"])
     with gr.Row():
-        task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft")], value=FT["task"],
-                        label=i("task"), elem_id="finetune-task")
+        task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft"),
+                         ("translation (seq2seq)", "translation"), ("summarisation (seq2seq)", "summarisation")],
+                        value=FT["task"], label=i("task"), elem_id="finetune-task")
         sample = gr.Dropdown(list(SAMPLES), value="topics (4 classes)", label=i("sample"))
         upload = limits.File(label=i("train_file"), file_types=[".csv", ".jsonl", ".json", ".parquet", ".tsv"],
                          type="filepath", elem_id="finetune-upload")
@@ -268,6 +269,10 @@ def finetune_tab() -> None:
             lora_r = gr.Slider(2, 64, value=r_default, step=2, label=i("lora_r"), elem_id="finetune-lora_r")
             quantize = gr.Dropdown(["none", "4bit"], value="none", label=i("quantize"))
             name = gr.Textbox(value="topics", label=i("adapter_name"))
+        langs = [(lang_name, code) for code, lang_name in LANGUAGES.items()]
+        with gr.Row(visible=FT["task"] == "translation") as pair_row:  # a translation run's languages
+            ft_source = gr.Dropdown(langs, value="en", label=i("source_lang"), elem_id="finetune-source")
+            ft_target = gr.Dropdown(langs, value="fr", label=i("target_lang"), elem_id="finetune-target")
     with gr.Row():
         estimate_btn = gr.Button(i("estimate"))
         start = gr.Button(i("start"), variant="primary")
@@ -306,14 +311,14 @@ def finetune_tab() -> None:
         share_md = gr.Markdown()
         card = gr.Code(language="markdown", label="README.md", interactive=False)
 
-    task.change(h.task_settings, task, [base, epochs, lr, lora_r], queue=False, api_visibility="private")
+    task.change(h.task_settings, task, [base, epochs, lr, lora_r, pair_row], queue=False, api_visibility="private")
     data_inputs = [task, sample, upload, first_col, second_col]
     for trigger in (check.click, upload.upload, sample.change):
         trigger(h.check_training_data, data_inputs, [preview, data_summary, first_col, second_col],
                 api_name="ui_check_data", api_visibility="private")
-    estimate_btn.click(h.estimate_training, data_inputs + [base, quantize, lora_r], estimate_md,
+    estimate_btn.click(h.estimate_training, data_inputs + [base, quantize, lora_r, ft_source, ft_target], estimate_md,
                        concurrency_id="training", api_name="ui_estimate", api_visibility="private")
-    start.click(h.start_training, data_inputs + [base, epochs, lr, lora_r, quantize, name], None,
+    start.click(h.start_training, data_inputs + [base, epochs, lr, lora_r, quantize, name, ft_source, ft_target], None,
                 api_name="ui_start_training", api_visibility="private")
     cancel.click(h.cancel_training, None, None, api_name="ui_cancel_training", api_visibility="private")
     timer = gr.Timer(1.0)
@@ -451,9 +456,11 @@ def api_finetune_check(task: str = FT["task"], data: str = "", sample: str = "",
 
 @h.friendly
 def api_finetune_estimate(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "",
-                          base: str = "", quantize: str = "", lora_r: int | None = FT["lora_r"]) -> dict:
+                          base: str = "", quantize: str = "", lora_r: int | None = FT["lora_r"], source: str = "",
+                          target: str = "") -> dict:
     """Memory and time per epoch of the run, measured with two real LoRA steps (empty/None: the task's default)."""
-    req = _finetune(task, data, sample, columns, base=base or None, quantize=quantize or None, lora_r=lora_r)
+    req = _finetune(task, data, sample, columns, base=base or None, quantize=quantize or None, lora_r=lora_r,
+                    source=source or None, target=target or None)
     return estimate_plan(plan(req)).to_dict()
 
 
@@ -461,14 +468,16 @@ def api_finetune_estimate(task: str = FT["task"], data: str = "", sample: str = 
 def api_finetune_start(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "", base: str = "",
                        epochs: float | None = FT["epochs"], learning_rate: float | None = FT["learning_rate"],
                        lora_r: int | None = FT["lora_r"], quantize: str = "", max_steps: int | None = FT["max_steps"],
-                       seed: int | None = FT["seed"], name: str = "", request: gr.Request = None) -> dict:
+                       seed: int | None = FT["seed"], name: str = "", source: str = "", target: str = "",
+                       request: gr.Request = None) -> dict:
     """Start a LoRA fine-tuning run in the app's training slot (one at a time); poll /finetune_status.
 
-    Settings left empty/None take the task's defaults; name: the adapter's name (default TASK-adapter).
+    Settings left empty/None take the task's defaults; name: the adapter's name (default TASK-adapter);
+    source/target: a translation run's languages (default en -> fr).
     """
     req = _finetune(task, data, sample, columns, base=base or None, epochs=epochs,
                     learning_rate=learning_rate, lora_r=lora_r, quantize=quantize or None, max_steps=max_steps,
-                    seed=seed, output=h.adapter_name(name))
+                    seed=seed, output=h.adapter_name(name), source=source or None, target=target or None)
     planned, status = h.start_job(req, request)
     return dict(_plan_dict(planned), state=status.state, message=status.message,
                 notes=planned.data.notes + status.notes)

@@ -318,7 +318,10 @@ def translate(text_in: str, source: str, target: str, model: str, stop: threadin
     req = TranslationRequest(need(text_in, request), source, target, model=model, adapter=adapter)
     if stop is not None:
         stop.clear()
+    shown = 0
     for res in translate_stream(req, stop=stop):
+        _show_notes(res.notes[shown:])
+        shown = len(res.notes)
         yield res.translation
 
 
@@ -484,19 +487,20 @@ def check_training_data(task: str, sample: str | None, upload: str | None, first
 
 @friendly
 def estimate_training(task: str, sample: str | None, upload: str | None, first_col: str | None,
-                      second_col: str | None, base: str, quantize: str, lora_r: float, request: gr.Request = None,
-                      progress=gr.Progress(track_tqdm=True)):
+                      second_col: str | None, base: str, quantize: str, lora_r: float, source: str = "en",
+                      target: str = "fr", request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     from lmdemo.train.plan import estimate_plan
 
     req = finetune_request(task, sample, upload, first_col, second_col, base=base, quantize=quantize,
-                           lora_r=int(lora_r))
+                           lora_r=int(lora_r), source=source, target=target)
     return estimate_plan(plan(req)).text()
 
 
-def task_settings(task: str) -> tuple[str, float, float, int]:
-    """base, epochs, learning rate and LoRA rank of a task: what the task radio's change puts in the boxes."""
+def task_settings(task: str):
+    """base, epochs, learning rate and LoRA rank of a task: what the task radio's change puts in the boxes; the
+    language pair shows for translation only."""
     d = task_defaults(task)
-    return d["base"], d["epochs"], d["learning_rate"], d["lora_r"]
+    return d["base"], d["epochs"], d["learning_rate"], d["lora_r"], gr.Row(visible=task == "translation")
 
 
 def start_job(req: FinetuneRequest, request: gr.Request | None = None):
@@ -524,10 +528,10 @@ def start_job(req: FinetuneRequest, request: gr.Request | None = None):
 @friendly
 def start_training(task: str, sample: str | None, upload: str | None, first_col: str | None, second_col: str | None,
                    base: str, epochs: float, lr: float, lora_r: float, quantize: str, name: str,
-                   request: gr.Request = None):
+                   source: str = "en", target: str = "fr", request: gr.Request = None):
     req = finetune_request(task, sample, upload, first_col, second_col, output=name,
                            base=base, epochs=float(epochs), learning_rate=float(lr), lora_r=int(lora_r),
-                           quantize=quantize)
+                           quantize=quantize, source=source, target=target)
     planned, status = start_job(req, request)
     _show_notes(status.notes)
     gr.Info(f"Training {planned.name} started: {len(planned.data.train)} rows, "

@@ -29,7 +29,8 @@ SAMPLES = {
     "topics (4 classes)": ("classification", "topics_train.jsonl", "topics_heldout.jsonl"),
     "sentiment (2 classes)": ("classification", "../sentiment/train.jsonl", "../sentiment/heldout.jsonl"),
 }
-COLUMNS = {"classification": ("text", "label"), "sft": ("prompt", "response")}
+COLUMNS = {"classification": ("text", "label"), "sft": ("prompt", "response"), "translation": ("source", "target"),
+           "summarisation": ("source", "target")}
 
 
 @dataclass
@@ -440,9 +441,10 @@ def prepare(source: str | Path, task: str, mapping: dict[str, str] | None = None
 
     Without a validation source, a seeded 10 % (at least 1 row) is held back.
     """
-    task = {"sentiment": "classification"}.get(task, task)
+    task = {"sentiment": "classification", "summarization": "summarisation"}.get(task, task)
     if task not in COLUMNS:
-        raise InputError(f"Unknown fine-tuning task {task!r}; use classification (or sentiment) or sft.")
+        raise InputError(f"Unknown fine-tuning task {task!r}; use classification (or sentiment), sft, translation "
+                         "or summarisation.")
     table = read_table(source)
     train, notes = _clean(table.rows, table.columns, task, mapping or {}, max_tokens_chars, Path(str(source)).name)
     notes = table.notes + notes

@@ -112,7 +112,10 @@ class GenerationParams:
         return self.temperature == 0
 
     def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty}
+        # One beam always: a model's own generation config may ask for beams (Marian: 4), which cannot stream.
+        # max_length=None: max_new_tokens bounds the answer (a config's max_length of 512 would only warn).
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty,
+                                  "num_beams": 1, "max_length": None}
         if self.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -149,22 +152,27 @@ class _Watch:
 
 
 def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationParams,
-           stop: threading.Event | None = None, stop_strings: list[str] | None = None) -> Iterator[tuple[str, GenerationStats]]:
+           stop: threading.Event | None = None, stop_strings: list[str] | None = None,
+           extra: dict[str, Any] | None = None) -> Iterator[tuple[str, GenerationStats]]:
     """Generate on a background thread, yielding (text so far, stats) as tokens arrive.
 
     Setting ``stop`` ends the model thread itself at the next token. ``stop_strings`` end generation
-    when produced; the returned text is cut before them.
+    when produced; the returned text is cut before them. ``extra`` goes to ``generate`` as it is (a seq2seq
+    model's forced first token). An encoder-decoder model reads ``inputs`` with its encoder; its answer starts
+    from the decoder's start token, with the rest of its own generation config.
     """
     from transformers import StoppingCriteriaList, TextIteratorStreamer
 
     inputs = {k: v.to(lm.device) for k, v in inputs.items()}
-    prompt_len = inputs["input_ids"].shape[1]
+    # The stopping criteria see decoder ids: for an encoder-decoder model only the decoder start precedes the answer.
+    prompt_len = 1 if getattr(lm.model.config, "is_encoder_decoder", False) else inputs["input_ids"].shape[1]
     streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     watch = _Watch(prompt_len, stop)
     kwargs = dict(inputs, streamer=streamer, stopping_criteria=StoppingCriteriaList([watch]),
                   pad_token_id=lm.tokenizer.pad_token_id, **params.generate_kwargs())
     if stop_strings:
         kwargs.update(stop_strings=stop_strings, tokenizer=lm.tokenizer)
+    kwargs.update(extra or {})
     failure: list[BaseException] = []
     fast = _use_fastgen(lm, inputs)
     weights = _fastgen_weights(lm, inputs, params) if fast else "exact"

@@ -258,10 +258,10 @@ def _progress(rows, desc, on_progress, stop):
 def _classify(rows, model, adapter, on_progress, stop):
     from lmdemo.jobs.sentiment import classify
     from lmdemo.models.adapters import adapter_dir, adapter_meta
-    from lmdemo.models.registry import resolve
+    from lmdemo.models.families import describe
 
-    ref = resolve(model) if model else None
-    if ref is not None and ref.builtin is not None and ref.builtin.task == "encoder" and not adapter:
+    info = describe(model) if model and not adapter else None
+    if info is not None and info.family == "encoder":
         # A bare encoder has no classifier head: score it zero-shot on the set's label names.
         from lmdemo.jobs import zeroshot
 
@@ -280,7 +280,9 @@ def _classify(rows, model, adapter, on_progress, stop):
             row["prediction"] = label
         if on_progress:
             on_progress(i + len(chunk), len(rows))
-    preds, refs = [r["prediction"] for r in rows], [str(r["label"]) for r in rows]
+    # A ready classifier's labels may differ in case only ("POSITIVE" for the set's "positive").
+    preds = [str(r["prediction"]).strip().lower() for r in rows]
+    refs = [str(r["label"]).strip().lower() for r in rows]
     scores = load_metric("accuracy").compute(predictions=preds, references=refs)
     scores.update({"f1": load_metric("f1").compute(predictions=preds, references=refs, average="macro")["f1"]})
     used = model or adapter_meta(adapter_dir(adapter)).get("base_model", "")  # run_rows names the default adapter

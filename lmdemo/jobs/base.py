@@ -43,6 +43,27 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+def token_chunks(tokenizer, text: str, size: int) -> list[str]:
+    """Split on paragraph, then sentence, boundaries into pieces of at most ``size`` tokens (a longer sentence is
+    cut by tokens)."""
+    pieces = [s for para in text.split("\n\n") for s in (split_sentences(para) or [para])]
+    chunks, current, used = [], [], 0
+    for piece in pieces:
+        ids = tokenizer(piece, add_special_tokens=False).input_ids
+        n = len(ids)
+        parts = [tokenizer.decode(ids[i:i + size]) for i in range(0, n, size)] if n > size else [piece]
+        for part in parts:
+            m = min(n, size)
+            if current and used + m > size:
+                chunks.append(" ".join(current))
+                current, used = [], 0
+            current.append(part)
+            used += m
+    if current:
+        chunks.append(" ".join(current))
+    return chunks
+
+
 def run_to_end(events: Iterator[T]) -> T:
     """Consume a job's stream and return its last (complete) result."""
     last = None

@@ -9,6 +9,7 @@ from typing import Any, Iterator, NamedTuple
 from lmdemo.engine.streaming import GenerationParams, GenerationStats, neutralise_special_tokens, stream
 from lmdemo.errors import InputError
 from lmdemo.jobs.base import pick_model, require_text, run_to_end
+from lmdemo.models import families
 from lmdemo.models.loading import LoadedModel, load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
 
@@ -116,6 +117,7 @@ class GenerationResult(NamedTuple):
 def generate_stream(req: GenerationRequest, stop: threading.Event | None = None) -> Iterator[GenerationResult]:
     """Stream the growing chat reply or completion."""
     require_text(req.prompt, "prompt")
+    families.require(req.model, "generate")
     lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
     for text, stats in stream(lm, build_inputs(lm, req), req.params, stop=stop):
         yield GenerationResult(text, stats)

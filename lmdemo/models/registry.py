@@ -48,6 +48,7 @@ class FolderSource:
 class BuiltinModel:
     name: str
     task: Task
+    family: str  # lmdemo.models.families.Family: what the tabs can do with it
     good_for: str
     hub_id: str  # where the same weights live on the Hub, for model cards
     licence: str
@@ -63,6 +64,7 @@ BUILTINS: dict[str, BuiltinModel] = {
         BuiltinModel(
             name="smollm2-135m-instruct",
             task="causal-lm",
+            family="chat-lm",
             good_for="chat, instructions, summarisation",
             hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
             licence="apache-2.0",
@@ -76,6 +78,7 @@ BUILTINS: dict[str, BuiltinModel] = {
         BuiltinModel(
             name="gemma-3-270m",
             task="causal-lm",
+            family="base-lm",
             good_for="raw completion, few-shot translation (multilingual base model)",
             hub_id="google/gemma-3-270m",
             licence="gemma",
@@ -92,6 +95,7 @@ BUILTINS: dict[str, BuiltinModel] = {
         BuiltinModel(
             name="all-minilm-l6-v2",
             task="encoder",
+            family="encoder",
             good_for="sentence embeddings; base for text classifiers (sentiment)",
             hub_id="sentence-transformers/all-MiniLM-L6-v2",
             licence="apache-2.0",

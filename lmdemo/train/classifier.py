@@ -16,6 +16,9 @@ TARGET_MODULES = {
     "bert": ["query", "key", "value", "dense"],
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "gemma3_text": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    # encoder-decoder models: attention projections of encoder, decoder and cross-attention
+    **{t: ["q_proj", "k_proj", "v_proj", "out_proj"] for t in ("marian", "bart", "mbart", "m2m_100", "pegasus")},
+    **{t: ["q", "k", "v", "o"] for t in ("t5", "mt5")},
 }
 
 

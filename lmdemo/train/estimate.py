@@ -37,13 +37,15 @@ def estimate(task: str, base_model: str, n_train: int, batch_size: int, max_leng
     """Time two optimiser steps on a synthetic full-length batch; memory is the process's RSS growth."""
     from peft import LoraConfig, TaskType, get_peft_model
 
+    from lmdemo.models.adapters import CAUSAL_HEAD, TASK_HEADS
     from lmdemo.train.classifier import TARGET_MODULES
 
     rss0 = psutil.Process().memory_info().rss
-    head = "sequence-classification" if task == "classification" else "causal-lm"
-    lm = load_for_training(base_model, head=head, labels=[str(i) for i in range(labels)] if head != "causal-lm" else None,
+    head = TASK_HEADS.get(task, CAUSAL_HEAD)[0]
+    classify = head == "sequence-classification"
+    lm = load_for_training(base_model, head=head, labels=[str(i) for i in range(labels)] if classify else None,
                            quantize=quantize)
-    kind = TaskType.SEQ_CLS if head != "causal-lm" else TaskType.CAUSAL_LM
+    kind = {"sequence-classification": TaskType.SEQ_CLS, "seq2seq-lm": TaskType.SEQ_2_SEQ_LM}.get(head, TaskType.CAUSAL_LM)
     model = get_peft_model(lm.model, LoraConfig(task_type=kind, r=lora_r,
                                                 target_modules=TARGET_MODULES.get(lm.model.config.model_type)))
     model.train()

@@ -13,20 +13,26 @@ from typing import Any
 
 from lmdemo.data import tabular
 from lmdemo.errors import InputError
+from lmdemo.models import families
 from lmdemo.models.adapters import new_adapter_path
 from lmdemo.train.classifier import ClassifierTrainConfig
+from lmdemo.train.seq2seq import Seq2SeqConfig
 from lmdemo.train.sft import SFTConfig
 
-TASKS = ("classification", "sft")
-CONFIGS = {"classification": ClassifierTrainConfig, "sft": SFTConfig}
+# translation and summarisation train encoder-decoder models on source/target pairs (lmdemo.train.seq2seq).
+TASKS = ("classification", "sft", "translation", "summarisation")
+SEQ2SEQ = ("translation", "summarisation")
+CONFIGS = {"classification": ClassifierTrainConfig, "sft": SFTConfig, "translation": Seq2SeqConfig,
+           "summarisation": Seq2SeqConfig}
 # The estimate's synthetic batch per task: (rows per step, tokens per row).
-ESTIMATE_SHAPE = {"classification": (32, 128), "sft": (8, 256)}
+ESTIMATE_SHAPE = {"classification": (32, 128), "sft": (8, 256), "translation": (8, 128), "summarisation": (8, 256)}
 
 
 def task_name(task: str) -> str:
-    task = {"sentiment": "classification"}.get(str(task).strip(), str(task).strip())
+    task = {"sentiment": "classification", "summarization": "summarisation"}.get(str(task).strip(), str(task).strip())
     if task not in TASKS:
-        raise InputError(f"Unknown fine-tuning task {task!r}; use classification (or sentiment) or sft.")
+        raise InputError(f"Unknown fine-tuning task {task!r}; use classification (or sentiment), sft, translation "
+                         "or summarisation.")
     return task
 
 
@@ -41,7 +47,8 @@ def task_defaults(task: str) -> dict[str, Any]:
 class FinetuneRequest:
     """One LoRA fine-tuning run: data, base model and the settings a user may change (None: the task's default)."""
 
-    task: str = field(default="classification", metadata={"help": "classification (alias sentiment) or sft"})
+    task: str = field(default="classification", metadata={"help": "classification (alias sentiment), sft, or "
+                                                                   "translation/summarisation (seq2seq models)"})
     data: str | None = field(default=None, metadata={"help": "CSV, JSONL or Parquet file, or a Hub dataset id"})
     sample: str | None = field(default=None, metadata={"help": "a bundled sample instead of a file: "
                                                                  + ", ".join(tabular.SAMPLES)})
@@ -55,7 +62,9 @@ class FinetuneRequest:
     quantize: str | None = field(default=None, metadata={"help": "4bit: QLoRA (base loaded in 4-bit)"})
     seed: int | None = None
     columns: dict[str, str] = field(default_factory=dict, metadata={"help": "file column -> field (text/label, "
-                                                                            "prompt/response)"})
+                                                                            "prompt/response, source/target)"})
+    source: str | None = field(default=None, metadata={"help": "translation: source language (default en)"})
+    target: str | None = field(default=None, metadata={"help": "translation: target language (default fr)"})
 
     def __post_init__(self) -> None:
         self.task = task_name(self.task)
@@ -112,11 +121,17 @@ def plan(req: FinetuneRequest) -> TrainingPlan:
     for key in ("epochs", "learning_rate", "lora_r", "quantize", "seed"):
         if getattr(req, key) is not None:
             config[key] = getattr(req, key)
+    if req.task in SEQ2SEQ:
+        config["task"] = req.task
+        config.update({k: getattr(req, k) for k in ("source", "target") if getattr(req, k)})
     if req.max_steps is not None:
-        if req.task != "sft":
-            raise InputError("--max-steps is for sft; classification trains whole epochs (--epochs).")
+        if req.task == "classification":
+            raise InputError("--max-steps is for sft and seq2seq; classification trains whole epochs (--epochs).")
         config["max_steps"] = req.max_steps
     CONFIGS[req.task](**config)  # validated now, so a bad setting fails before the worker starts
+    # A base of the wrong family is refused from its config, before any weights load.
+    families.require(config["base_model"], {"classification": "train-classifier", "sft": "train-sft"}.get(
+        req.task, "train-seq2seq"))
     return TrainingPlan(out.name, str(out), data, config)
 
 
@@ -138,6 +153,10 @@ def train_rows(task: str, train: list[dict], validation: list[dict], config: dic
 
         return train_classifier(train, validation, ClassifierTrainConfig(**config), on_log=on_log,
                                 stop_event=stop_event)
+    if task in SEQ2SEQ:
+        from lmdemo.train.seq2seq import train_seq2seq
+
+        return train_seq2seq(train, validation, Seq2SeqConfig(**config), on_log=on_log, stop_event=stop_event)
     from lmdemo.train.sft import train_sft
 
     return train_sft(train, validation, SFTConfig(**config), on_log=on_log, stop_event=stop_event)

@@ -192,30 +192,52 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
     _check_rows(train_rows, "training")
     _check_rows(eval_rows, "evaluation")
 
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import set_seed
 
     set_seed(cfg.seed)
     lm = load_for_training(cfg.base_model, head="causal-lm", quantize=cfg.quantize or "none")
-    tokenizer, model = lm.tokenizer, lm.model
-    gc_kwargs = {"use_reentrant": False}  # the reentrant variant needs inputs that require grad
-    if lm.quantized:
-        # Casts norms to fp32 and freezes the quantised base; enables checkpointing when asked.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs=gc_kwargs)
-    lora = LoraConfig(task_type=TaskType.CAUSAL_LM, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                      lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.target_modules or TARGET_MODULES.get(model.config.model_type))
-    model = get_peft_model(model, lora)
+    tokenizer, model = lm.tokenizer, lora_model(lm, cfg, "CAUSAL_LM")
 
     train_ds = _encode(train_rows, tokenizer, cfg.max_length, "training")
     eval_ds = _encode(eval_rows, tokenizer, cfg.max_length, "evaluation") if eval_rows else None
-    total_steps = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer, metrics, history, stopped = fit(model, lm.device, cfg, train_ds, eval_ds, SFTCollator(pad_id),
+                                             on_log, stop_event)
 
+    ref = resolve(cfg.base_model)
+    meta = {"task": "sft", "base_model": cfg.base_model,
+            "base_model_hub_id": ref.builtin.hub_id if ref.builtin else cfg.base_model,
+            "prompt_format": prompt_format(tokenizer), "metrics": metrics,
+            "train_examples": len(train_ds), "eval_examples": len(eval_ds) if eval_ds is not None else 0,
+            "steps": trainer.state.global_step, "stopped_early": stopped,
+            "config": {k: v for k, v in asdict(cfg).items() if k != "output_dir"}}
+    out = _save_adapter(model, cfg, meta)
+    return TrainResult(str(out), [], metrics, history)
+
+
+def lora_model(lm, cfg: SFTConfig, task_type: str):
+    """The PEFT model to train: LoRA on the architecture's projections; a quantised base prepared for it."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    model = lm.model
+    if lm.quantized:
+        # Casts norms to fp32 and freezes the quantised base; enables checkpointing when asked.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = LoraConfig(task_type=task_type, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules or TARGET_MODULES.get(model.config.model_type))
+    return get_peft_model(model, lora)
+
+
+def fit(model, device, cfg: SFTConfig, train_ds, eval_ds, collator, on_log: Callable[[dict], None] | None,
+        stop_event: StopEvent | None):
+    """The transformers Trainer over a PEFT model: (trainer, metrics, history, stopped early)."""
+    from transformers import Trainer, TrainingArguments
+
+    total_steps = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size))
     history: list[dict[str, float]] = []
     progress = progress_callback(history, on_log, stop_event)
-
+    gc_kwargs = {"use_reentrant": False}  # the reentrant variant needs inputs that require grad
     checkpoints = Path(cfg.output_dir).with_name(Path(cfg.output_dir).name + ".checkpoints")
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
@@ -228,11 +250,11 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
             logging_steps=max(1, min(10, total_steps // 10)),  # >= ~10 progress reports per run
             report_to=[], seed=cfg.seed, warmup_steps=int(0.03 * total_steps), weight_decay=0.0,
             lr_scheduler_type="linear", activation_checkpointing=cfg.gradient_checkpointing,
-            activation_checkpointing_kwargs=gc_kwargs, use_cpu=lm.device.type == "cpu",
-            dataloader_pin_memory=lm.device.type == "cuda", disable_tqdm=False, bf16=cfg.bf16,
+            activation_checkpointing_kwargs=gc_kwargs, use_cpu=device.type == "cpu",
+            dataloader_pin_memory=device.type == "cuda", disable_tqdm=False, bf16=cfg.bf16,
         )
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                          data_collator=SFTCollator(pad_id), callbacks=[progress])
+                          data_collator=collator, callbacks=[progress])
         output = trainer.train()
         metrics: dict[str, float] = {"train_loss": float(output.training_loss)}
         stopped = progress.stopped
@@ -241,13 +263,4 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
             if last is None or last["step"] != trainer.state.global_step:  # the epoch-end eval may be current
                 last = trainer.evaluate()
             metrics["eval_loss"] = float(last["eval_loss"])
-
-    ref = resolve(cfg.base_model)
-    meta = {"task": "sft", "base_model": cfg.base_model,
-            "base_model_hub_id": ref.builtin.hub_id if ref.builtin else cfg.base_model,
-            "prompt_format": prompt_format(tokenizer), "metrics": metrics,
-            "train_examples": len(train_ds), "eval_examples": len(eval_ds) if eval_ds is not None else 0,
-            "steps": trainer.state.global_step, "stopped_early": stopped,
-            "config": {k: v for k, v in asdict(cfg).items() if k != "output_dir"}}
-    out = _save_adapter(model, cfg, meta)
-    return TrainResult(str(out), [], metrics, history)
+    return trainer, metrics, history, stopped

@@ -327,7 +327,7 @@ def test_translate_runs_on_a_tiny_completion_model(llama_dir):
     res = translate(TranslationRequest("The cat sat on the mat. It was warm.", source="en", target="fr",
                                        model=str(llama_dir), shots=1, max_new_tokens=16))
     d = res.to_dict()
-    assert set(d) == {"text", "translation", "source", "target", "sentences"}
+    assert set(d) == {"text", "translation", "source", "target", "sentences", "notes"}
     assert (d["source"], d["target"], d["sentences"]) == ("en", "fr", 2) and isinstance(d["translation"], str)
 
 
