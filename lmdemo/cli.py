@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -245,7 +246,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        result = run_plan(planned, stop_event=stop)
+        # The Trainer prints its log dicts to stdout; stdout is for the summary JSON alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_plan(planned, stop_event=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
     data = planned.data
@@ -255,8 +258,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         from lmdemo.eval.compare import compare_base_and_adapter
 
         # Base vs tuned on the validation split; the eval JSONs saved beside the adapter feed `lmdemo push`.
-        comparison = compare_base_and_adapter(planned.task, data.validation, planned.config["base_model"],
-                                              result.output_dir, examples=0)
+        with contextlib.redirect_stdout(sys.stderr):
+            comparison = compare_base_and_adapter(planned.task, data.validation, planned.config["base_model"],
+                                                  result.output_dir, examples=0)
         summary["comparison"] = comparison["metrics"]
     print(json.dumps(summary, indent=2))
     return 0

@@ -263,7 +263,7 @@ def finetune_tab() -> None:
     with gr.Accordion(i("train_settings"), open=True):
         with gr.Row():
             base = gr.Dropdown(["all-minilm-l6-v2", "smollm2-135m-instruct", "gemma-3-270m"], value=base_default,
-                               allow_custom_value=True, label=i("model"), elem_id="finetune-base")
+                               allow_custom_value=True, label=i("model"), elem_id="finetune-base", scale=2)
             epochs = gr.Slider(1, 20, value=epochs_default, step=1, label=i("epochs"), elem_id="finetune-epochs")
             lr = gr.Number(value=lr_default, label=i("learning_rate"), elem_id="finetune-learning_rate")
             lora_r = gr.Slider(2, 64, value=r_default, step=2, label=i("lora_r"), elem_id="finetune-lora_r")
@@ -287,7 +287,7 @@ def finetune_tab() -> None:
     with gr.Row():
         compare_table = gr.Dataframe(label=i("before_after"), headers=["model", "accuracy", "f1"], interactive=False)
     compare_examples = gr.Dataframe(label=i("side_by_side"), headers=["input", "reference", "base", "fine-tuned"],
-                                    interactive=False, wrap=True)
+                                    interactive=False, wrap=True, column_widths=["25%"] * 4)
     with gr.Accordion(i("adapters"), open=False):
         adapters = gr.Dataframe(headers=["name", "task", "base", "metrics"], interactive=False, elem_id="adapters-table")
         with gr.Row():
@@ -451,7 +451,7 @@ def _plan_dict(planned) -> dict:
 @h.friendly
 def api_finetune_check(task: str = FT["task"], data: str = "", sample: str = "", columns: str = "") -> dict:
     """Read and check the training data (a server-side file, a Hub dataset id or a bundled sample); starts nothing."""
-    return _plan_dict(plan(_finetune(task, data, sample, columns)))
+    return _plan_dict(plan(_finetune(task, data, sample, columns), settle=False))
 
 
 @h.friendly

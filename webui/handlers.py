@@ -478,7 +478,7 @@ def check_training_data(task: str, sample: str | None, upload: str | None, first
     preview = gr.Dataframe(value=[[str(r.get(c, ""))[:120] for c in columns] for r in rows[:5]], headers=columns)
     choices = (gr.Dropdown(choices=columns, value=first), gr.Dropdown(choices=columns, value=second))
     try:
-        planned = plan(finetune_request(task, sample, upload, first, second))
+        planned = plan(finetune_request(task, sample, upload, first, second), settle=False)
     except InputError as exc:
         gr.Warning(str(exc))
         return preview, f"⚠️ {exc}", *choices

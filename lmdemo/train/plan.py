@@ -113,8 +113,11 @@ def read_data(req: FinetuneRequest) -> tabular.TrainingData:
     return tabular.prepare(source, req.task, req.columns, validation=validation)
 
 
-def plan(req: FinetuneRequest) -> TrainingPlan:
-    """Read and check the data and settle every setting, before any model is loaded."""
+def plan(req: FinetuneRequest, settle: bool = True) -> TrainingPlan:
+    """Read and check the data and settle every setting, before any model is loaded.
+
+    ``settle=False`` checks the data alone (the Fine-tune tab's data check, before a base model is picked).
+    """
     data = read_data(req)
     out = output_folder(req.output, req.task)
     config: dict[str, Any] = {"output_dir": str(out), "base_model": (req.base or "").strip() or task_defaults(req.task)["base"]}
@@ -128,10 +131,11 @@ def plan(req: FinetuneRequest) -> TrainingPlan:
         if req.task == "classification":
             raise InputError("--max-steps is for sft and seq2seq; classification trains whole epochs (--epochs).")
         config["max_steps"] = req.max_steps
-    CONFIGS[req.task](**config)  # validated now, so a bad setting fails before the worker starts
-    # A base of the wrong family is refused from its config, before any weights load.
-    families.require(config["base_model"], {"classification": "train-classifier", "sft": "train-sft"}.get(
-        req.task, "train-seq2seq"))
+    if settle:
+        CONFIGS[req.task](**config)  # validated now, so a bad setting fails before the worker starts
+        # A base of the wrong family is refused from its config, before any weights load.
+        families.require(config["base_model"], {"classification": "train-classifier", "sft": "train-sft"}.get(
+            req.task, "train-seq2seq"))
     return TrainingPlan(out.name, str(out), data, config)
 
 

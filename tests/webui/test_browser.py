@@ -175,7 +175,7 @@ def test_finetune_upload_with_column_mapping(browser, base_url, tmp_path):
     upload.write_text("headline,topic\n" + "".join(f"{t},{l}\n" for t, l in rows))
     page.locator("#finetune-upload input[type=file]").set_input_files(str(upload))
     _body_contains(page, "missing column")  # text/label are not the file's names
-    for label, column in (("Text / prompt column", "headline"), ("Label / response column", "topic")):
+    for label, column in (("Text / prompt / source column", "headline"), ("Label / response / target column", "topic")):
         box = page.get_by_label(label).first
         box.fill(column)
         box.press("Enter")
