@@ -129,7 +129,7 @@ def sentiment_tab() -> tuple[gr.Dropdown, str, list[str]]:
     return model, "classification", [h.BUNDLED_SENTIMENT]
 
 
-def summarise_tab() -> tuple[gr.Dropdown, str, list[str]]:
+def summarise_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     stop = gr.State(h.StopEvent())
     model = _model_box(DEFAULT_CHAT_MODEL, [DEFAULT_CHAT_MODEL])
     text_in = gr.Textbox(label=i("summary_text"), lines=8)
@@ -155,10 +155,10 @@ def summarise_tab() -> tuple[gr.Dropdown, str, list[str]]:
     ev = run.click(h.summarise, [text_in, unit, length, model, stop], [summary, lengths], concurrency_id="causal-lm",
                    api_name="ui_summarise", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
-    return model, "sft", [DEFAULT_CHAT_MODEL]
+    return model, ("sft", "summarisation"), [DEFAULT_CHAT_MODEL]
 
 
-def translate_tab() -> tuple[gr.Dropdown, str, list[str]]:
+def translate_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     stop = gr.State(h.StopEvent())
     langs = [(name, code) for code, name in LANGUAGES.items()]
     with gr.Row():
@@ -181,7 +181,7 @@ def translate_tab() -> tuple[gr.Dropdown, str, list[str]]:
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
     swap.click(h.swap_languages, [source, target, text_in, out], [source, target, text_in, out], queue=False,
                api_name="ui_swap_languages", api_visibility="private")
-    return model, "sft", [DEFAULT_COMPLETION_MODEL]
+    return model, ("sft", "translation"), [DEFAULT_COMPLETION_MODEL]
 
 
 def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:

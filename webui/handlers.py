@@ -171,12 +171,13 @@ def scratch(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
-def picker_choices(task: str, defaults: list[str], request: gr.Request | None = None) -> list[str]:
-    """Built-in choices plus the caller's and the shared adapters of that kind (classification for sentiment,
-    sft otherwise)."""
+def picker_choices(task: str | tuple[str, ...], defaults: list[str], request: gr.Request | None = None) -> list[str]:
+    """Built-in choices plus the caller's and the shared adapters of the kinds a tab runs (classification for
+    sentiment; sft, and translation or summarisation adapters of seq2seq models, for the text tabs)."""
     from lmdemo.models.adapters import list_adapters
 
-    return defaults + [a.name for a in list_adapters(task, owner=owner_of(request))]
+    kinds = (task,) if isinstance(task, str) else task
+    return defaults + [a.name for kind in kinds for a in list_adapters(kind, owner=owner_of(request))]
 
 
 def _show_notes(notes: list[str]) -> None:
