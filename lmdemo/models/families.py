@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lmdemo.errors import InputError, ModelNotFoundError
-from lmdemo.models.registry import BUILTINS, resolve
+from lmdemo.models.registry import BUILTINS, check_allowed, resolve
 
 Family = Literal["chat-lm", "base-lm", "seq2seq", "classifier", "encoder"]
 Job = Literal["generate", "chat", "summarise", "translate", "sentiment", "lm", "train-classifier", "train-sft",
@@ -136,6 +136,10 @@ def describe(name: str) -> ModelInfo | None:
     (offline and not cached, no such repo): loading then reports why."""
     from transformers import AutoConfig
 
+    from lmdemo.config import get_settings
+
+    settings = get_settings()
+    check_allowed(name, settings.demo_mode, settings.allowed_models)  # a shared app asks the Hub for nothing else
     ref = resolve(name)
     if ref.kind == "builtin":
         return ModelInfo(ref.name, BUILTINS[ref.name].family)
