@@ -79,7 +79,7 @@ class _Summariser:
 
     def __init__(self, lm: LoadedModel, info: families.ModelInfo | None):
         self.lm = lm
-        self.setup = seq2seq.summary_setup(info) if info is not None and info.family == "seq2seq" else None
+        self.setup = seq2seq.summary_setup(info) if families.is_seq2seq(info) else None
         chat = bool(getattr(lm.tokenizer, "chat_template", None))
         self.style = "seq2seq" if self.setup else "chat" if chat else "completion"
         # An encoder reads at most its position table: its chunks are that long, not CHUNK_TOKENS.
@@ -107,8 +107,8 @@ def summarize_stream(req: SummaryRequest, stop: threading.Event | None = None) -
     """Yield the growing summary; text longer than one chunk is summarised piece by piece, then combined."""
     text = require_text(req.text, "text to summarise").strip()
     info = families.require(req.model, "summarise")
-    head = "seq2seq-lm" if info is not None and info.family == "seq2seq" else "causal-lm"
-    lm = load(req.model, head=head, adapter=req.adapter, quantize=req.quantize)
+    lm = load(req.model, head="seq2seq-lm" if families.is_seq2seq(info) else "causal-lm", adapter=req.adapter,
+              quantize=req.quantize)
     summarise = _Summariser(lm, info)
     input_tokens = len(lm.tokenizer(text, add_special_tokens=False).input_ids)
     if input_tokens > MAX_INPUT_TOKENS:

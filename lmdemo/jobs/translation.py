@@ -82,10 +82,13 @@ def translate_stream(req: TranslationRequest, stop: threading.Event | None = Non
     """Yield the translation so far; each sentence (or the whole text) is one greedy model call."""
     require_text(req.text, "text to translate")
     info = families.require(req.model, "translate")
-    if info is not None and info.family == "seq2seq":
+    units = split_sentences(req.text) if req.by_sentence else [" ".join(req.text.split())]
+    if families.is_seq2seq(info):
         lm = load(req.model, head="seq2seq-lm", adapter=req.adapter, quantize=req.quantize)
         setup = seq2seq.translation_setup(lm, info, req.model, req.source, req.target)
         prepare, notes = _seq2seq_units(lm, setup), list(setup.notes)
+        budget = seq2seq.text_budget(lm, setup)  # no unit may pass the encoder's limit
+        units = [piece for unit in units for piece in token_chunks(lm.tokenizer, unit, budget)]
     else:
         lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
         prepare, notes = _prompted_units(lm, req), []
@@ -93,10 +96,6 @@ def translate_stream(req: TranslationRequest, stop: threading.Event | None = Non
             notes.append(f"No examples for {LANGUAGES[req.source]} → {LANGUAGES[req.target]}: the model is "
                          "prompted without examples.")
     params = GenerationParams(max_new_tokens=req.max_new_tokens, temperature=0, repetition_penalty=1.0)
-    units = split_sentences(req.text) if req.by_sentence else [" ".join(req.text.split())]
-    if info is not None and info.family == "seq2seq":  # no unit may pass the encoder's limit
-        budget = seq2seq.text_budget(lm, setup)
-        units = [piece for unit in units for piece in token_chunks(lm.tokenizer, unit, budget)]
     joiner = "" if req.target in NO_SPACE else " "
     done: list[str] = []
 

@@ -170,6 +170,11 @@ def describe(name: str) -> ModelInfo | None:
     return info
 
 
+def is_seq2seq(info: ModelInfo | None) -> bool:
+    """Whether a job should load the model with the seq2seq head (an unreadable config: no)."""
+    return info is not None and info.family == "seq2seq"
+
+
 class WrongFamilyError(InputError):
     """A model of a family this job cannot run."""
 
