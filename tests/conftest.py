@@ -68,3 +68,43 @@ def client(app_url):
     from gradio_client import Client
 
     return Client(app_url, verbose=False)
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path):
+    """huggingface_hub (and transformers through it) pointed at a loopback Hub, with its own empty cache."""
+    import huggingface_hub.constants as hc
+
+    from fake_hub import FakeHub
+    from lmdemo.models import hub
+
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        # transformers downloads through huggingface_hub's defaults, read from the environment at import
+        monkeypatch.setattr(hc, "ENDPOINT", fake.url)
+        monkeypatch.setattr(hc, "HUGGINGFACE_CO_URL_TEMPLATE", fake.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+        monkeypatch.setattr(hub, "_hub_probe", None)
+        monkeypatch.setattr(hub, "_PULLED", {})
+        yield fake
+    hub._hub_probe = None
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory):
+    """LMDEMO_HOME in tmp for a module of tiny-model tests (default settings otherwise), restored afterwards;
+    the `datasets` cache that reading training files writes goes to tmp too."""
+    import datasets
+
+    from lmdemo.config import Settings, set_settings
+
+    before = get_settings()
+    home = tmp_path_factory.mktemp("lmdemo-home")
+    set_settings(Settings(home=home))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+        yield home
+    set_settings(before)

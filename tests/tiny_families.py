@@ -114,6 +114,9 @@ MULTILABEL_LABELS = {0: "joy", 1: "anger", 2: "surprise"}
 READY_LABELS = {0: "NEG", 1: "NEU", 2: "POS"}
 
 GREEDY = dict(num_beams=1, do_sample=False)
+# The Marian/BART/M2M100 size here: 2+2 layers of width 64.
+_DIMS = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+             encoder_ffn_dim=128, decoder_ffn_dim=128)
 # Filled by the builders that train: {"marian": steps, ...}, for reports. TINY_FAMILIES_DEBUG=1 prints the loss.
 TRAIN_STEPS: dict[str, int] = {}
 
@@ -242,9 +245,8 @@ def build_marian_copy(folder: Path) -> Path:
     tok = marian_tokenizer(folder)
     pad, eos = tok.pad_token_id, tok.eos_token_id
     config = MarianConfig(
-        vocab_size=len(tok), d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=512,
-        activation_function="swish", dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+        vocab_size=len(tok), max_position_embeddings=512, **_DIMS, activation_function="swish", dropout=0.0,
+        attention_dropout=0.0, activation_dropout=0.0,
         scale_embedding=True, static_position_embeddings=True, share_encoder_decoder_embeddings=True,
         pad_token_id=pad, eos_token_id=eos, bos_token_id=eos, decoder_start_token_id=pad, forced_eos_token_id=eos)
     with _seeded():
@@ -341,8 +343,7 @@ def build_bart(folder: Path) -> Path:
     bos, pad, eos = tok.bos_token_id, tok.pad_token_id, tok.eos_token_id
     assert (bos, pad, eos) == (0, 1, 2)
     config = BartConfig(
-        vocab_size=len(tok), d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=1024,
+        vocab_size=len(tok), max_position_embeddings=1024, **_DIMS,
         dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=pad, bos_token_id=bos,
         eos_token_id=eos, decoder_start_token_id=eos, forced_bos_token_id=bos, forced_eos_token_id=eos)
     # facebook/bart-base's generation settings (its config.json / generation_config.json).
@@ -404,8 +405,7 @@ def build_nllb(folder: Path) -> Path:
     bos, pad, eos = tok.bos_token_id, tok.pad_token_id, tok.eos_token_id
     assert (bos, pad, eos) == (0, 1, 2)
     config = M2M100Config(
-        vocab_size=len(tok), d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=1024,
+        vocab_size=len(tok), max_position_embeddings=1024, **_DIMS,
         scale_embedding=True, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
         pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, decoder_start_token_id=eos)
     codes = [tok.convert_tokens_to_ids(lang) for lang in ("fra_Latn", "deu_Latn")]

@@ -19,7 +19,6 @@ import pytest
 import torch
 
 import tiny_families as tf
-from lmdemo.config import Settings, get_settings, set_settings
 from lmdemo.errors import InputError
 from lmdemo.jobs.summarization import SummaryRequest, summarize
 from lmdemo.jobs.translation import TranslationRequest, translate, translate_stream
@@ -29,16 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def home(tmp_path_factory):
-    import datasets
-
-    before = get_settings()
-    home = tmp_path_factory.mktemp("lmdemo-home")
-    set_settings(Settings(home=home))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
-        yield home
-    set_settings(before)
+def home(tiny_home):
+    return tiny_home
 
 
 @pytest.fixture(scope="module")
@@ -411,27 +402,6 @@ def test_cli_finetune_translation(models, home, tmp_path):
 
 
 # ---------------------------------------------------------------- Hub ids (a loopback Hub)
-
-@pytest.fixture
-def online(monkeypatch, tmp_path):
-    import huggingface_hub.constants as hc
-
-    from fake_hub import FakeHub
-    from lmdemo.models import hub
-
-    with FakeHub() as fake:
-        monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        # transformers downloads through huggingface_hub's defaults, read from the environment at import
-        monkeypatch.setattr(hc, "ENDPOINT", fake.url)
-        monkeypatch.setattr(hc, "HUGGINGFACE_CO_URL_TEMPLATE", fake.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-        monkeypatch.setattr(hub, "_hub_probe", None)
-        monkeypatch.setattr(hub, "_PULLED", {})
-        yield fake
-    hub._hub_probe = None
-
 
 def _publish(fake, repo: str, folder: Path) -> None:
     fake.repos[repo] = {"type": "model", "private": False,

@@ -23,39 +23,14 @@ from lmdemo.config import Settings, get_settings, set_settings
 from lmdemo.engine.streaming import GenerationParams
 from lmdemo.errors import InputError
 from lmdemo.jobs.generation import GenerationRequest, generate, generate_stream
+from tiny_families import SENTENCES
 
 pytestmark = pytest.mark.tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# ~50 short English sentences: the tiny tokenizers' training text and the fine-tuning rows' vocabulary.
-SENTENCES = [
-    "The cat sat on the warm mat.", "A dog ran across the green park.", "We walked to the market in the morning.",
-    "The sun is bright and the sky is blue.", "She reads a book every night before bed.",
-    "My brother plays the guitar in a small band.", "It rained all day, so we stayed inside.",
-    "The train to the city leaves at nine.", "He made soup with carrots and onions.",
-    "The children built a castle of sand.", "Please close the window when you leave.",
-    "Our teacher told us a funny story.", "The river flows slowly under the old bridge.",
-    "I drink a cup of tea after lunch.", "They painted the kitchen a pale yellow.",
-    "The shop on the corner sells fresh bread.", "A small bird sang outside my window.",
-    "We watched a film about the ocean.", "The museum opens again next week.",
-    "Her garden is full of red roses.", "The bus was late because of the snow.",
-    "He fixed the old bicycle in the garage.", "The lake was calm and very cold.",
-    "My grandmother bakes the best apple pie.", "The office is quiet on Friday afternoons.",
-    "We planted three trees near the fence.", "The doctor asked me to rest for a week.",
-    "A letter arrived for you this morning.", "The moon rose over the quiet hills.",
-    "They sold their house and moved to the coast.", "I forgot my umbrella at the station.",
-    "The baby laughed at the yellow duck.", "Our neighbours have a very loud dog.",
-    "The bank sent a letter about the new fees.", "Please pay the invoice by the end of the month.",
-    "The tax office needs the forms by Monday.", "We spent the holiday on a sunny beach.",
-    "The hotel had a pool and a view of the sea.", "He lost his keys somewhere in the park.",
-    "The library has thousands of old maps.", "She runs five miles every Sunday.",
-    "The soup was too hot to eat at once.", "A storm knocked down the old oak tree.",
-    "The students wrote a report about bees.", "I would like a table for two, please.",
-    "The coffee machine in the office is broken.", "We counted the stars from the roof.",
-    "The farmer sold eggs at the Saturday market.", "Turn left after the church and go straight on.",
-    "The concert ended with a long song.",
-]
+# ~50 short English sentences (tiny_families.SENTENCES): the tiny tokenizers' training text and the fine-tuning
+# rows' vocabulary.
 SPECIALS = ["<s>", "</s>", "<pad>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -68,18 +43,9 @@ MONEY = ["tax", "invoice", "bank", "fees", "account", "receipt", "payment", "for
 # ---------------------------------------------------------------- the tiny models, built once per module
 
 @pytest.fixture(scope="module", autouse=True)
-def tiny_home(tmp_path_factory):
-    """LMDEMO_HOME in tmp for the module (default settings otherwise), restored afterwards; the `datasets`
-    cache that reading training files writes goes to tmp too."""
-    import datasets
-
-    before = get_settings()
-    home = tmp_path_factory.mktemp("lmdemo-home")
-    set_settings(Settings(home=home))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
-        yield home
-    set_settings(before)
+def home(tiny_home):
+    """Every test here runs in the module's tmp LMDEMO_HOME."""
+    return tiny_home
 
 
 def _reference_dtype() -> torch.dtype:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_hub import FakeHub
 
 from lmdemo.eval import evaluation
 from lmdemo.models import adapters, hub
@@ -97,23 +96,6 @@ def test_dry_run_refuses_a_non_empty_folder_and_a_bad_repo_id(tmp_path, dry_run)
     with pytest.raises(InputError, match="not JSON"):
         (tmp_path / "bad.json").write_text("{oops")
         adapters.push(DEFAULT_ADAPTER, "alice/x", dry_run=tmp_path / "c", eval_paths=[tmp_path / "bad.json"])
-
-
-@pytest.fixture
-def online(monkeypatch, tmp_path):
-    """huggingface_hub pointed at a loopback Hub, with its own empty cache."""
-    import huggingface_hub.constants as hc
-
-    with FakeHub() as fake:
-        monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-        monkeypatch.setattr(hub, "_hub_probe", None)
-        monkeypatch.setattr(hub, "_PULLED", {})
-        yield fake
-    hub._hub_probe = None
 
 
 def test_push_creates_the_repo_and_uploads_the_dry_run_files(online, dry_run, evals, caplog, capfd):

@@ -1,25 +1,15 @@
 """Every tab used in headless Chromium as a visitor would; screenshots land in test-artifacts/."""
 
 import math
-import os
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync", "--disable-quic"]
+from browser_helpers import button as _button, launch, open_page as _page, require_chromium, shot as _shot
 
-if not Path(CHROMIUM).exists():
-    # CI installs Debian's chromium (.ci/run) and must run these; a developer's machine may lack it.
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing in CI: .ci/run should have installed it")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+pytestmark = pytest.mark.browser
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -32,30 +22,13 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b = launch(p)
         yield b
         b.close()
 
 
-def _page(browser, base_url, locale="en-US"):
-    ctx = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
-    page = ctx.new_page()
-    page.goto(base_url)
-    page.wait_for_selector("textarea", timeout=60_000)
-    return page
-
-
-def _shot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 def _tab(page, name):
     page.get_by_role("tab", name=name).click()
-
-
-def _button(page, name):
-    return page.get_by_role("button", name=name, exact=True)
 
 
 def _textareas_contain(page, needle, timeout=120_000):

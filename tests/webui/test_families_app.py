@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -23,13 +21,10 @@ import pytest
 import torch
 
 import tiny_families as tf
+from browser_helpers import button as _button, launch, open_page as _page, require_chromium, shot as _shot
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync", "--disable-quic"]
 MODEL_LABEL = "Model (built-in, local folder or Hub id)"
 # Never in the Marian model's training rows; its greedy output is not a copy (checked below), so a job that
 # echoed its input, or ran another model, could not match the reference on it.
@@ -161,34 +156,13 @@ def test_a_pair_the_marian_model_lacks_names_the_pair_it_has(client, marian_dir)
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        # CI installs Debian's chromium (.ci/run) and must run these; a developer's machine may lack it.
-        if os.environ.get("CI"):
-            raise RuntimeError("Chromium is missing in CI: .ci/run should have installed it")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    require_chromium(module_level=False)  # the API tests above run without it
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b = launch(p)
         yield b
         b.close()
-
-
-def _page(browser, base_url):
-    ctx = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
-    page = ctx.new_page()
-    page.goto(base_url)
-    page.wait_for_selector("textarea", timeout=60_000)
-    return page
-
-
-def _shot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _button(page, name):
-    return page.get_by_role("button", name=name, exact=True)
 
 
 def _pick(box, value):

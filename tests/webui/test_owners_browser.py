@@ -1,23 +1,13 @@
 """Two visitors of a shared Space in two browser contexts: each sees only their own chat, training run and
 adapters, and B's Cancel of A's run is refused with a message. Screenshots land in test-artifacts/."""
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
-pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync", "--disable-quic"]
-NAME = "visitor-a-topics"
+from browser_helpers import launch, open_page, require_chromium, shot as _shot
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing in CI: .ci/run should have installed it")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+pytestmark = pytest.mark.browser
+NAME = "visitor-a-topics"
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +16,10 @@ def pages(app_url, settings):
 
     with pytest.MonkeyPatch.context() as mp, sync_playwright() as p:
         mp.setattr(settings, "demo_mode", True)
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        out = []
-        for _ in range(2):  # two contexts: two visitors with nothing shared but the server
-            page = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900}).new_page()
-            page.goto(app_url)
-            page.wait_for_selector("textarea", timeout=60_000)
-            out.append(page)
-        yield out
+        browser = launch(p)
+        # two contexts: two visitors with nothing shared but the server
+        yield [open_page(browser, app_url) for _ in range(2)]
         browser.close()
-
-
-def _shot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def _body_contains(page, needle, timeout=120_000):
