@@ -76,10 +76,6 @@ class ModelInfo:
     multi_label: bool = False  # classifier scores are independent sigmoids
     task_params: dict[str, Any] = field(default_factory=dict, compare=False)  # T5's task_specific_params
 
-    @property
-    def what(self) -> str:
-        return DESCRIBE[self.family]
-
 
 def family_of(config, chat_template: bool) -> Family:
     """The family of a transformers config (and whether its tokenizer has a chat template)."""
@@ -119,13 +115,19 @@ def _hub_files(repo: str) -> Path | None:
 
     from lmdemo.models import hub
 
+    if repo in _HUB_FOLDERS:  # asked once per process: each job and each uncached load describes its model
+        return _HUB_FOLDERS[repo]
     try:
-        return Path(snapshot_download(
+        folder = Path(snapshot_download(
             repo, allow_patterns=["config.json", "tokenizer_config.json", "chat_template.jinja"],
             endpoint=hub.endpoint(), local_files_only=not hub.hub_reachable(), token=hub.read_token()))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
         return None
+    _HUB_FOLDERS[repo] = folder
+    return folder
 
+
+_HUB_FOLDERS: dict[str, Path] = {}
 
 _CACHE: dict[tuple[str, int], ModelInfo] = {}
 _CACHE_LOCK = threading.Lock()
