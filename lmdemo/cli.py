@@ -160,6 +160,11 @@ def cmd_bigram(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.api_only:
+        from lmdemo.serve.openai_api import serve
+
+        serve(host=args.host, port=args.port)
+        return 0
     from webui.app import launch
 
     launch(port=args.port, host=args.host)
@@ -479,7 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     spb.add_argument("out_dir", metavar="OUT_DIR")
     spb.set_defaults(func=cmd_space)
 
-    serve = sub.add_parser("serve", help="start the web app")
+    serve = sub.add_parser("serve", help="start the web app (with the OpenAI-compatible API on /v1)")
+    serve.add_argument("--api-only", action="store_true",
+                       help="serve only the OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)")
     serve.add_argument("--port", type=int, default=7860)
     serve.add_argument("--host", default="127.0.0.1")
     serve.set_defaults(func=cmd_serve)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 from lmdemo.errors import ConfigError
 
@@ -56,6 +58,68 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+ENGINE_SCHEMES = ("openai",)  # remote engine protocols a model box takes: `openai:URL[#MODEL]` (docs/remote.md)
+# A back-end's name: what a model box takes without looking like a path, a Hub id or an address.
+_BACKEND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def engine_address(value: str, what: str = "the engine") -> tuple[str, str | None]:
+    """(base URL, model id or None) of `openai:http(s)://HOST[:PORT][/PATH][#MODEL]`; ConfigError naming ``what``.
+    A bare host gets OpenAI's `/v1` path."""
+    value = str(value).strip()
+    scheme, _, rest = value.partition(":")
+    if scheme not in ENGINE_SCHEMES or not rest:
+        shown = "an address with a user or key" if "@" in value else repr(value)  # never echo a secret
+        raise ConfigError(f"{what} must be openai:http://HOST:PORT/v1 (optionally #MODEL); got {shown}")
+    url, _, model = rest.partition("#")
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        raise ConfigError(f"{what}: {url!r} is not a valid address") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{what}: {url!r} must start with http:// or https:// and name a host")
+    if parts.username or parts.password:
+        raise ConfigError(f"{what}: the address carries a user or key; keys come from the environment only "
+                          "(LMDEMO_REMOTE_API_KEY, LMDEMO_BACKEND_KEY_<NAME>)")
+    if parts.query:
+        raise ConfigError(f"{what}: {url!r} has a query string; give the base URL (e.g. http://HOST:8000/v1)")
+    if "#" in value and not model.strip():
+        raise ConfigError(f"{what}: nothing after `#`; give a model id or leave the `#` out (the server's first model)")
+    path = parts.path.rstrip("/") or "/v1"
+    return f"{parts.scheme}://{parts.netloc}{path}", model.strip() or None
+
+
+def _backends(value: dict[str, str] | str) -> dict[str, str]:
+    """LMDEMO_BACKENDS (`name=openai:URL#MODEL,...`) or a dict, checked: names as a model box takes them (not a
+    built-in's name), addresses that :func:`engine_address` reads."""
+    from lmdemo.models.registry import BUILTINS
+
+    if isinstance(value, str):
+        pairs: list[tuple[str, str]] = []
+        for entry in (e.strip() for e in value.split(",")):
+            if not entry:
+                continue
+            name, eq, address = entry.partition("=")
+            if not eq:
+                raise ConfigError(f"`backends` entry {entry!r} must be NAME=openai:URL[#MODEL]")
+            pairs.append((name.strip(), address.strip()))
+    else:
+        pairs = [(str(k).strip(), str(v).strip()) for k, v in dict(value or {}).items()]
+    out: dict[str, str] = {}
+    for name, address in pairs:
+        if not _BACKEND_NAME.fullmatch(name):
+            raise ConfigError(f"`backends` name {name!r} must be letters, digits, `.`, `_` or `-` (at most 64, no "
+                              "`/` or `:`), so that it reads as a name in a model box")
+        if name in BUILTINS or name.lower() in ("default", "none"):
+            raise ConfigError(f"`backends` name {name!r} is taken by lmdemo's own models; choose another")
+        if name in out:
+            raise ConfigError(f"`backends` names {name!r} twice")
+        engine_address(address, f"`backends` entry {name!r}")
+        out[name] = address
+    return out
+
+
 @dataclass
 class Settings:
     """Where lmdemo keeps its files and how it loads models."""
@@ -73,6 +137,8 @@ class Settings:
     demo_mode: bool = field(default=False, metadata={"help": "Shared public Space: training and queue capped (LMDEMO_DEMO_MODE=1)."})
     allowed_models: tuple[str, ...] = field(default=(), metadata={"help": "Demo mode: models (Hub ids, adapter repos) loadable besides the built-ins, comma-separated (LMDEMO_ALLOWED_MODELS)."})
     fast_generation: bool = field(default=True, metadata={"help": "CPU Llama/Gemma 3 decode through lmdemo.engine.fastgen, same tokens as generate (LMDEMO_FASTGEN=0 turns it off)."})
+    api_key: str = field(default="", repr=False, metadata={"help": "When set, the OpenAI-compatible API (/v1) asks for it as a bearer token (LMDEMO_API_KEY)."})
+    backends: dict[str, str] = field(default_factory=dict, metadata={"help": "Named remote OpenAI-compatible engines, typed by name in a model box: NAME=openai:URL[#MODEL],... (LMDEMO_BACKENDS; docs/remote.md)."})
     fastgen_weights: FastgenWeights = field(default="exact", metadata={"help": "fastgen's decode weights: exact (same tokens as generate), int8/int4 copies, or gguf: the built-in's own GGUF file through llama.cpp (requirements-llama.txt); faster, output changes (LMDEMO_FASTGEN_WEIGHTS)."})
 
     def __post_init__(self) -> None:
@@ -92,6 +158,7 @@ class Settings:
         if isinstance(self.allowed_models, str):
             self.allowed_models = tuple(m.strip() for m in self.allowed_models.split(",") if m.strip())
         self.allowed_models = tuple(self.allowed_models)
+        self.backends = _backends(self.backends)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -105,6 +172,8 @@ class Settings:
             ("LMDEMO_DTYPE", "dtype"),
             ("LMDEMO_FASTGEN_WEIGHTS", "fastgen_weights"),
             ("LMDEMO_ALLOWED_MODELS", "allowed_models"),
+            ("LMDEMO_BACKENDS", "backends"),
+            ("LMDEMO_API_KEY", "api_key"),
         ):
             if env.get(key):
                 kwargs[attr] = env[key]

@@ -22,7 +22,7 @@ from lmdemo.jobs.summarization import SummaryRequest, summarize_stream
 from lmdemo.jobs.translation import LANGUAGES, TranslationRequest, translate_stream
 from lmdemo.models import store
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
-from lmdemo.serve import warmup
+from lmdemo.serve import openai_api, slots, warmup
 from lmdemo.train.plan import FinetuneRequest, estimate_plan, plan
 
 from . import handlers as h
@@ -34,7 +34,6 @@ log = logging.getLogger("lmdemo.webui")
 i = I18N  # i("key") marks a string for translation in the browser
 
 MAX_FILE_SIZE = "10mb"
-QUEUE_SIZE = 64
 CAUSAL_CHOICES = [DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL]
 # The summary length slider per unit (within the request's limits: 1-10 sentences, 5-300 words).
 SUMMARY_RANGE = {"sentences": (1, 10), "words": (5, 200)}
@@ -92,7 +91,7 @@ def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
     for trigger in (send.click, prompt.submit):
         ev = trigger(h.add_user_message, [prompt, chatbot], [prompt, chatbot], queue=False,
                      api_name="ui_add_message", api_visibility="private").then(
-            h.chat_reply, reply_inputs, [chatbot, stats], concurrency_id="causal-lm", api_name="ui_chat",
+            h.in_slot(h.chat_reply), reply_inputs, [chatbot, stats], concurrency_id="causal-lm", api_name="ui_chat",
             api_visibility="undocumented")
         events.append(ev)
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=events, api_name="ui_stop_chat",
@@ -152,7 +151,7 @@ def summarise_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     unit.change(lambda u: gr.Slider(*SUMMARY_RANGE[u], value=SUM["length"] if u == SUM["unit"] else 40,
                                     step=SUMMARY_STEP[u]),
                 unit, length, queue=False, api_visibility="private")
-    ev = run.click(h.summarise, [text_in, unit, length, model, stop], [summary, lengths], concurrency_id="causal-lm",
+    ev = run.click(h.in_slot(h.summarise), [text_in, unit, length, model, stop], [summary, lengths], concurrency_id="causal-lm",
                    api_name="ui_summarise", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
     return model, ("sft", "summarisation"), [DEFAULT_CHAT_MODEL]
@@ -176,7 +175,7 @@ def translate_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
                  ["The train to Berlin leaves at eight o'clock. Please don't be late.", "en", "de"],
                  ["¿Dónde está el museo más cercano?", "es", "en"],
                  ["我们明天早上去爬山。", "zh", "en"]], inputs=[text_in, source, target])
-    ev = run.click(h.translate, [text_in, source, target, model, stop], out, concurrency_id="causal-lm",
+    ev = run.click(h.in_slot(h.translate), [text_in, source, target, model, stop], out, concurrency_id="causal-lm",
                    api_name="ui_translate", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
     swap.click(h.swap_languages, [source, target, text_in, out], [source, target, text_in, out], queue=False,
@@ -194,7 +193,7 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
         summary = gr.Markdown()
         with gr.Accordion(i("token_table"), open=False):
             table = gr.Dataframe(headers=["token", "log p", "p"])
-    run.click(h.lab_score, [text_in, model], [strip, summary, table], concurrency_id="causal-lm",
+    run.click(h.in_slot(h.lab_score), [text_in, model], [strip, summary, table], concurrency_id="causal-lm",
               api_name="ui_lab_score", api_visibility="private")
     with gr.Group():
         gr.Markdown(i("lab_next"))
@@ -203,7 +202,7 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
             k = gr.Slider(1, 30, value=NEXT["k"], step=1, label=i("top_k_show"), elem_id="next_tokens-k")
         run_next = gr.Button(i("predict"))
         plot = gr.BarPlot(x="token", y="probability", label=i("next_plot"), sort="-y", height=300)
-    run_next.click(h.lab_next, [prefix, k, model], plot, concurrency_id="causal-lm", api_name="ui_lab_next", api_visibility="private")
+    run_next.click(h.in_slot(h.lab_next), [prefix, k, model], plot, concurrency_id="causal-lm", api_name="ui_lab_next", api_visibility="private")
     with gr.Group():
         gr.Markdown(i("lab_bigram"))
         corpus = gr.Textbox(label=i("corpus"), lines=4, value=(
@@ -212,7 +211,7 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
         smoothing = gr.Number(value=BIGRAM["k"], label=i("smoothing"), elem_id="bigram-k")
         run_cmp = gr.Button(i("compare"))
         comparison = gr.Markdown()
-    run_cmp.click(h.lab_bigram, [text_in, corpus, smoothing, model], comparison, concurrency_id="causal-lm",
+    run_cmp.click(h.in_slot(h.lab_bigram), [text_in, corpus, smoothing, model], comparison, concurrency_id="causal-lm",
                   api_name="ui_lab_bigram", api_visibility="private")
     return model, "sft", CAUSAL_CHOICES
 
@@ -236,7 +235,7 @@ def evaluate_tab() -> None:
                             interactive=False)
     download = gr.DownloadButton(i("download_json"), visible=False)
     stop = gr.State(h.StopEvent())
-    ev = run.click(h.run_evaluation, [task, upload, models, limit, stop], [table, chart, examples, download],
+    ev = run.click(h.in_slot(h.run_evaluation), [task, upload, models, limit, stop], [table, chart, examples, download],
                    concurrency_id="causal-lm", api_name="ui_evaluate", api_visibility="private")
     # The flag stops the scoring between examples (cancelling the event would leave it running), and the run
     # then ends with "Evaluation stopped after N of M examples" on the page.
@@ -569,7 +568,7 @@ API = {  # endpoint -> (function, concurrency group): one model-bound job at a t
 def api_endpoints() -> None:
     """Register the named endpoints (inside the page's Blocks)."""
     for name, (fn, group) in API.items():
-        gr.api(fn, api_name=name, concurrency_id=group)
+        gr.api(h.in_slot(fn) if group == "causal-lm" else fn, api_name=name, concurrency_id=group)
 
 
 def build() -> gr.Blocks:
@@ -599,7 +598,7 @@ def build() -> gr.Blocks:
         demo.load(refresh_pickers, None, [p for p, _, _ in pickers], queue=False, api_visibility="private")
         api_endpoints()
     # One model-bound job at a time per model family: a 2-core machine gains nothing from more.
-    demo.queue(max_size=DEMO_LIMITS.queue_size if get_settings().demo_mode else QUEUE_SIZE,
+    demo.queue(max_size=DEMO_LIMITS.queue_size if get_settings().demo_mode else slots.QUEUE_SIZE,
                default_concurrency_limit=1)
     return demo
 
@@ -616,7 +615,7 @@ def launch(port: int | None = None, host: str | None = None, block: bool = True,
                 server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                 i18n=I18N, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, show_error=True,
                 app_kwargs={"middleware": [Middleware(limits.BodyLimit), Middleware(limits.VisitorCookie)],
-                            "lifespan": _lifespan})
+                            "routes": openai_api.routes(), "lifespan": _lifespan})
     return demo
 
 

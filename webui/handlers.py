@@ -7,7 +7,6 @@ both show a library error as a one-line gr.Error (:func:`friendly`).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import shutil
@@ -32,6 +31,7 @@ from lmdemo.jobs.summarization import SummaryRequest, summarize_stream
 from lmdemo.jobs.translation import TranslationRequest, translate_stream
 from lmdemo.models import store
 from lmdemo.models.registry import BUILTINS
+from lmdemo.serve import slots, visitors
 from lmdemo.train.plan import FinetuneRequest, plan, task_defaults
 
 from .i18n import error_message, lang_of, text
@@ -86,6 +86,23 @@ def friendly(fn: Callable) -> Callable:
     return wrapper
 
 
+def in_slot(fn: Callable) -> Callable:
+    """Hold the model slot the OpenAI API shares while ``fn`` runs (gradio's queue already runs one such job at
+    a time; the slot makes an API call wait for it, and it for an API call)."""
+    if _is_generator(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            with slots.CAUSAL_LM.hold(bounded=False):
+                yield from fn(*args, **kwargs)
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with slots.CAUSAL_LM.hold(bounded=False):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def _is_generator(fn: Callable) -> bool:
     import inspect
 
@@ -100,24 +117,15 @@ def need(value: str | None, request: gr.Request | None) -> str:
 
 
 # ---------------------------------------------------------------- owners
-# On a shared Space (demo mode) every visitor is an owner: the signed-in Hugging Face user, else the browser
-# (a random id in an HttpOnly cookie, so a reload keeps one's work), else the page session (a gradio_client
-# script, or a browser that refuses the cookie). Adapters, training runs, results and scratch files belong
-# to it. On one's own machine there are no visitors: the operator (owner None) sees and owns everything.
+# Who owns what on a shared Space: lmdemo.serve.visitors (the OpenAI API applies the same rules).
 
 def owner_of(request: gr.Request | None) -> str | None:
     """The caller's owner id (a hash: it names folders and is never shown), or None outside demo mode."""
     if not get_settings().demo_mode:
         return None
-    from .limits import visitor_id
-
     user = getattr(request, "username", None) if request is not None else None
-    browser = visitor_id(_cookies(request))
     session = getattr(request, "session_hash", None) if request is not None else None
-    if not (user or browser or session):
-        raise InputError("This shared app needs a browser or API session to keep your work apart; reload the page.")
-    who = f"user:{user}" if user else f"browser:{browser}" if browser else f"session:{session}"
-    return hashlib.sha256(who.encode()).hexdigest()[:24]
+    return visitors.owner(user, visitors.visitor_id(_cookies(request)), session)
 
 
 def _cookies(request: gr.Request | None) -> dict:
@@ -127,17 +135,7 @@ def _cookies(request: gr.Request | None) -> dict:
         return {}
 
 
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", "~", ".", "\\")) or "\\" in value or value.count("/") > 1 \
-        or Path(value).expanduser().exists()
-
-
-def _named(value: str | None, what: str = "model and adapter names") -> str:
-    """The typed value; on a shared Space a visitor names things, and paths on the server are refused."""
-    value = str(value or "").strip()
-    if value and get_settings().demo_mode and _looks_like_path(value):
-        raise InputError(f"This shared app takes {what}, not paths on the server.")
-    return value
+_named = visitors.named
 
 
 def pick(value: str | None, request: gr.Request | None) -> tuple[str | None, str | None]:

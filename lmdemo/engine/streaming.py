@@ -127,6 +127,7 @@ class GenerationParams:
 class GenerationStats:
     tokens: int = 0
     seconds: float = 0.0
+    prompt_tokens: int = 0  # what the model read (the encoder's input for a seq2seq model)
     first_token_seconds: float | None = None
     finish_reason: str = "running"  # running | length | eos | stopped | stop_string
     # transformers | fastgen (lmdemo's CPU decode loop, same tokens) | fastgen-int8/-int4/-gguf (opt-ins)
@@ -193,7 +194,7 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
             streamer.end()
 
     stats = GenerationStats(backend=("fastgen" if weights == "exact" else f"fastgen-{weights}") if fast
-                            else "transformers")
+                            else "transformers", prompt_tokens=int(inputs["input_ids"].shape[1]))
     start = time.perf_counter()
     with _ACTIVE_LOCK:
         _ACTIVE[0] += 1

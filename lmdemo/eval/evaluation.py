@@ -315,10 +315,14 @@ def _summarise(rows, model, adapter, on_progress, stop):
 
 
 def _generation(rows, model, adapter, on_progress, stop):
+    from lmdemo.models import families
     from lmdemo.models.loading import load
     from lmdemo.models.registry import DEFAULT_CHAT_MODEL
 
     name = model or DEFAULT_CHAT_MODEL
+    if families.is_remote(name):
+        raise InputError(f"{name!r} is a remote engine: the generation task scores perplexity, which needs a local "
+                         "model (its logits); evaluate a remote engine on translation or summarisation.")
     lm = load(name, adapter=adapter)
     # One row per call, cut to the token cap: memory stays that of one capped row however long the rows are.
     cap = DEMO_LIMITS.max_eval_tokens if get_settings().demo_mode else MAX_EVAL_TOKENS

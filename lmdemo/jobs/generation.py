@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple
 
+from lmdemo.engine import remote
 from lmdemo.engine.streaming import GenerationParams, GenerationStats, neutralise_special_tokens, stream
 from lmdemo.errors import InputError
 from lmdemo.jobs.base import pick_model, require_text, run_to_end
@@ -16,6 +17,7 @@ from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
 # Earlier turns beyond these are dropped before templating: a model's context holds far less anyway.
 MAX_HISTORY_TURNS = 64
 MAX_HISTORY_CHARS = 32_000
+MAX_STOP_STRINGS, MAX_STOP_CHARS = 4, 64  # OpenAI's own caps on `stop`
 
 
 @dataclass
@@ -30,14 +32,22 @@ class GenerationRequest:
     params: GenerationParams = field(default_factory=GenerationParams)
     history: list[dict[str, str]] = field(default_factory=list)
     system_prompt: str | None = None
+    stop: list[str] = field(default_factory=list, metadata={"help": "strings that end the reply (not included)"})
 
     def __post_init__(self) -> None:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stop) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stop):
+            raise InputError(f"`stop` takes up to {MAX_STOP_STRINGS} strings of 1 to {MAX_STOP_CHARS} characters.")
+        self.stop = stop
         if self.mode not in ("chat", "completion"):
             raise InputError(f"`mode` must be chat or completion; got {self.mode!r}")
         if self.quantize is not None and self.quantize not in ("none", "8bit", "4bit"):
             raise InputError(f"`quantize` must be none, 8bit or 4bit; got {self.quantize!r}")
         default = DEFAULT_CHAT_MODEL if self.mode == "chat" else DEFAULT_COMPLETION_MODEL
-        self.model, self.adapter = pick_model(self.model, self.adapter, default)
+        if families.is_remote(self.model):
+            remote.check_options(self.model, self.adapter, self.quantize)
+        else:
+            self.model, self.adapter = pick_model(self.model, self.adapter, default)
         history = list(self.history or [])[-MAX_HISTORY_TURNS:]
         for turn in history:
             if (not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "system")
@@ -109,7 +119,7 @@ class GenerationResult(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         s = self.stats
-        return {"text": self.text, "tokens": s.tokens, "tokens_per_second": round(s.tokens_per_second, 2),
+        return {"text": self.text, "tokens": s.tokens, "prompt_tokens": s.prompt_tokens, "tokens_per_second": round(s.tokens_per_second, 2),
                 "first_token_seconds": round(s.first_token_seconds or 0.0, 3), "finish_reason": s.finish_reason,
                 "backend": s.backend}
 
@@ -118,8 +128,26 @@ def generate_stream(req: GenerationRequest, stop: threading.Event | None = None)
     """Stream the growing chat reply or completion."""
     require_text(req.prompt, "prompt")
     families.require(req.model, "generate")
+    if families.is_remote(req.model):
+        yield from _remote_stream(req, stop)
+        return
     lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
-    for text, stats in stream(lm, build_inputs(lm, req), req.params, stop=stop):
+    for text, stats in stream(lm, build_inputs(lm, req), req.params, stop=stop, stop_strings=req.stop or None):
+        yield GenerationResult(text, stats)
+
+
+def _remote_stream(req: GenerationRequest, stop: threading.Event | None) -> Iterator[GenerationResult]:
+    """The request on a remote engine (docs/remote.md): the turns as chat messages, which its server templates (and
+    fits to its context, or refuses with its own message), or the raw prompt as a completion."""
+    stops = req.stop or None
+    if req.mode == "completion":
+        events = remote.completion_stream(req.model, req.prompt, req.params, stop, stops)
+    else:
+        system = [{"role": "system", "content": req.system_prompt}] if req.system_prompt else []
+        turns = [{"role": t["role"], "content": t["content"]} for t in req.history]
+        events = remote.chat_stream(req.model, system + turns + [{"role": "user", "content": req.prompt}],
+                                    req.params, stop, stops)
+    for text, stats in events:
         yield GenerationResult(text, stats)
 
 

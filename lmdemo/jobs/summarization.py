@@ -8,7 +8,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
-from lmdemo.engine import seq2seq
+from lmdemo.engine import remote, seq2seq
 from lmdemo.engine.streaming import GenerationParams, neutralise_special_tokens, stream
 from lmdemo.errors import InputError
 from lmdemo.jobs.base import pick_model, require_text, run_to_end, split_sentences, token_chunks
@@ -42,7 +42,10 @@ class SummaryRequest:
         lo, hi = (1, 10) if self.unit == "sentences" else (5, 300)
         if not lo <= self.length <= hi:
             raise InputError(f"`length` in {self.unit} must be between {lo} and {hi}; got {self.length}")
-        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
+        if families.is_remote(self.model):
+            remote.check_options(self.model, self.adapter, self.quantize)
+        else:
+            self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
 
 
 @dataclass
@@ -103,20 +106,38 @@ class _Summariser:
                       stop=stop)
 
 
+class _RemoteSummariser:
+    """A remote engine asked as a chat model, with the local chat prompt; its tokenizer is not here, so text is
+    measured and cut by remote.APPROX_TOKENIZER (docs/remote.md)."""
+
+    setup = None
+    chunk_tokens = CHUNK_TOKENS
+
+    def __init__(self, model: str):
+        self.model = model
+
+    def __call__(self, text: str, req: SummaryRequest, stop: threading.Event | None):
+        messages = [{"role": "user", "content": f"{_instruction(req)}\n\n{text}"}]
+        return remote.chat_stream(self.model, messages, _params(req), stop=stop)
+
+
 def summarize_stream(req: SummaryRequest, stop: threading.Event | None = None) -> Iterator[SummaryResult]:
     """Yield the growing summary; text longer than one chunk is summarised piece by piece, then combined."""
     text = require_text(req.text, "text to summarise").strip()
     info = families.require(req.model, "summarise")
-    lm = load(req.model, head="seq2seq-lm" if families.is_seq2seq(info) else "causal-lm", adapter=req.adapter,
-              quantize=req.quantize)
-    summarise = _Summariser(lm, info)
-    input_tokens = len(lm.tokenizer(text, add_special_tokens=False).input_ids)
+    if families.is_remote(req.model):
+        summarise, tokenizer = _RemoteSummariser(req.model), remote.APPROX_TOKENIZER
+    else:
+        lm = load(req.model, head="seq2seq-lm" if families.is_seq2seq(info) else "causal-lm", adapter=req.adapter,
+                  quantize=req.quantize)
+        summarise, tokenizer = _Summariser(lm, info), lm.tokenizer
+    input_tokens = len(tokenizer(text, add_special_tokens=False).input_ids)
     if input_tokens > MAX_INPUT_TOKENS:
         raise InputError(f"The text is {input_tokens} tokens; the summariser takes at most {MAX_INPUT_TOKENS} "
                          f"(about {MAX_INPUT_TOKENS * 3 // 4} words): summarise it in parts.")
     result = SummaryResult("", len(text.split()), 0, input_tokens)
     size = summarise.chunk_tokens
-    chunks = token_chunks(lm.tokenizer, text, size) if input_tokens > size else [text]
+    chunks = token_chunks(tokenizer, text, size) if input_tokens > size else [text]
     if len(chunks) > 1:
         result.chunks = len(chunks)
         result.notes.append(f"The text is {input_tokens} tokens: summarised in {len(chunks)} parts, then combined.")
@@ -131,7 +152,7 @@ def summarize_stream(req: SummaryRequest, stop: threading.Event | None = None) -
                 return
         text = "\n".join(partials)
         if summarise.setup is not None:  # the combining pass must fit the encoder too
-            text = token_chunks(lm.tokenizer, text, size)[0]
+            text = token_chunks(tokenizer, text, size)[0]
     out = ""
     for out, _ in summarise(text, req, stop):
         result.summary = out.strip()

@@ -11,7 +11,7 @@ from importlib.resources import files
 from typing import Any, Iterator
 
 from lmdemo.data.languages import LANGUAGES, NO_SPACE
-from lmdemo.engine import seq2seq
+from lmdemo.engine import remote, seq2seq
 from lmdemo.engine.streaming import GenerationParams, stream
 from lmdemo.errors import InputError
 from lmdemo.jobs.base import pick_model, require_text, run_to_end, split_sentences, token_chunks
@@ -48,7 +48,10 @@ class TranslationRequest:
             raise InputError(f"Source and target language are both {LANGUAGES[self.source]}.")
         if not 0 <= int(self.shots) <= len(_examples()):
             raise InputError(f"`shots` must be between 0 and {len(_examples())}; got {self.shots!r}")
-        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_COMPLETION_MODEL)
+        if families.is_remote(self.model):
+            remote.check_options(self.model, self.adapter, self.quantize)
+        else:
+            self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_COMPLETION_MODEL)
 
 
 @dataclass
@@ -83,18 +86,22 @@ def translate_stream(req: TranslationRequest, stop: threading.Event | None = Non
     require_text(req.text, "text to translate")
     info = families.require(req.model, "translate")
     units = split_sentences(req.text) if req.by_sentence else [" ".join(req.text.split())]
-    if families.is_seq2seq(info):
+    if families.is_remote(req.model):
+        # The engine's tokenizer is not here: units are measured by remote.APPROX_TOKENIZER (docs/remote.md).
+        answer, tokenizer, notes = _remote_answers(req, stop), remote.APPROX_TOKENIZER, []
+    elif families.is_seq2seq(info):
         lm = load(req.model, head="seq2seq-lm", adapter=req.adapter, quantize=req.quantize)
         setup = seq2seq.translation_setup(lm, info, req.model, req.source, req.target)
-        prepare, notes = _seq2seq_units(lm, setup), list(setup.notes)
+        answer, tokenizer, notes = _local_answers(lm, _seq2seq_units(lm, setup), stop), lm.tokenizer, list(setup.notes)
         budget = seq2seq.text_budget(lm, setup)  # no unit may pass the encoder's limit
         units = [piece for unit in units for piece in token_chunks(lm.tokenizer, unit, budget)]
     else:
         lm = load(req.model, adapter=req.adapter, quantize=req.quantize)
-        prepare, notes = _prompted_units(lm, req), []
-        if req.shots and not any(req.source in ex and req.target in ex for ex in _examples()):
-            notes.append(f"No examples for {LANGUAGES[req.source]} → {LANGUAGES[req.target]}: the model is "
-                         "prompted without examples.")
+        answer, tokenizer, notes = _local_answers(lm, _prompted_units(lm, req), stop), lm.tokenizer, []
+    if not families.is_seq2seq(info) and req.shots and not any(req.source in ex and req.target in ex
+                                                               for ex in _examples()):
+        notes.append(f"No examples for {LANGUAGES[req.source]} → {LANGUAGES[req.target]}: the model is "
+                     "prompted without examples.")
     params = GenerationParams(max_new_tokens=req.max_new_tokens, temperature=0, repetition_penalty=1.0)
     joiner = "" if req.target in NO_SPACE else " "
     done: list[str] = []
@@ -103,17 +110,40 @@ def translate_stream(req: TranslationRequest, stop: threading.Event | None = Non
         return TranslationResult(req.text, joiner.join(pieces), req.source, req.target, len(done), notes)
 
     for unit in units:
-        inputs, stop_strings, extra = prepare(unit)
         # A translation is rarely 3x its source in tokens; the cap ends a model that never stops.
-        unit_tokens = len(lm.tokenizer(unit, add_special_tokens=False).input_ids)
+        unit_tokens = len(tokenizer(unit, add_special_tokens=False).input_ids)
         params.max_new_tokens = min(req.max_new_tokens, 3 * unit_tokens + 20)
         piece = ""
-        for piece, _ in stream(lm, inputs, params, stop=stop, stop_strings=stop_strings, extra=extra):
+        for piece, _ in answer(unit, params):
             yield result(done + [piece.strip()])
         done.append(piece.strip())
         if stop is not None and stop.is_set():
             break
     yield result(done)
+
+
+def _local_answers(lm: LoadedModel, prepare, stop: threading.Event | None):
+    """A local model's answer stream for one unit, its inputs made by ``prepare``."""
+    def answer(unit: str, params: GenerationParams):
+        inputs, stop_strings, extra = prepare(unit)
+        return stream(lm, inputs, params, stop=stop, stop_strings=stop_strings, extra=extra)
+    return answer
+
+
+def _remote_answers(req: TranslationRequest, stop: threading.Event | None):
+    """A remote engine is a chat model: the same examples as chat turns (the source the user's, the translation
+    the assistant's), the instruction before the first; its answer is its first line."""
+    src, tgt = LANGUAGES[req.source], LANGUAGES[req.target]
+    examples = [ex for ex in _examples() if req.source in ex and req.target in ex][:req.shots]
+    instruction = f"Translate {src} text into {tgt}. Reply with the {tgt} translation only, on one line.\n\n"
+    turns = [{"role": role, "content": ex[lang]} for ex in examples
+             for role, lang in (("user", req.source), ("assistant", req.target))]
+
+    def answer(unit: str, params: GenerationParams):
+        messages = turns + [{"role": "user", "content": unit}]
+        messages[0] = {"role": "user", "content": instruction + messages[0]["content"]}
+        return remote.chat_stream(req.model, messages, params, stop=stop, stop_strings=["\n"])
+    return answer
 
 
 def _prompted_units(lm: LoadedModel, req: TranslationRequest):

@@ -65,6 +65,47 @@ _SPECIFIC: dict[tuple[str, Family], str] = {
 }
 
 
+# A remote OpenAI-compatible engine (docs/remote.md) is a chat LM behind an address: text in, text out, no weights
+# or logits here. ModelInfo.model_type names it so; these are the jobs it runs.
+REMOTE = "openai-remote"
+REMOTE_JOBS = ("generate", "chat", "summarise", "translate")
+_REMOTE_NOT: dict[str, str] = {
+    "sentiment": "classify sentiment (pick a classifier)",
+    "lm": "score tokens in the LM lab or by perplexity (that needs a local model's logits)",
+    "train-classifier": "be fine-tuned (training needs local weights)",
+    "train-sft": "be fine-tuned (training needs local weights)",
+    "train-seq2seq": "be fine-tuned (training needs local weights)",
+}
+
+
+def is_remote(name: str | None) -> bool:
+    """Whether a model box value names a remote engine: `openai:URL[#MODEL]`, or a back-end named in
+    LMDEMO_BACKENDS (a back-end's name wins over an adapter, folder or Hub id of the same name)."""
+    from lmdemo.config import ENGINE_SCHEMES, get_settings
+
+    name = (name or "").strip()
+    scheme, colon, _ = name.partition(":")
+    return bool(colon and scheme in ENGINE_SCHEMES) or name in get_settings().backends
+
+
+def check_remote_allowed(name: str) -> None:
+    """A shared app (demo mode) calls only its operator's named back-ends: a visitor's typed address is refused
+    before any request, so no visitor makes the server call an address of their choosing."""
+    from lmdemo.config import get_settings
+
+    settings = get_settings()
+    if settings.demo_mode and name.strip() not in settings.backends:
+        offered = ", ".join(settings.backends) or "none are set up"
+        raise ModelNotFoundError(f"This shared app does not connect to typed engine addresses; its remote engines: "
+                                 f"{offered}.")
+
+
+def remote_refusal(name: str, job: str) -> str:
+    """The plain sentence for a remote engine in a job that needs local weights."""
+    return (f"{name!r} is a remote engine: it can generate, summarise, translate and be evaluated on those, not "
+            f"{_REMOTE_NOT.get(job, 'run this job')}.")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """A model's family and the config facts the jobs need, without its weights."""
@@ -140,6 +181,9 @@ def describe(name: str) -> ModelInfo | None:
 
     from lmdemo.config import get_settings
 
+    if is_remote(name):
+        check_remote_allowed(name)
+        return ModelInfo(name.strip(), "chat-lm", REMOTE)
     settings = get_settings()
     check_allowed(name, settings.demo_mode, settings.allowed_models)  # a shared app asks the Hub for nothing else
     ref = resolve(name)
@@ -199,6 +243,8 @@ def require(name: str, job: str, adapter: str | None = None) -> ModelInfo | None
     if info is None:
         return None
     family = info.family
+    if info.model_type == REMOTE and job not in REMOTE_JOBS:
+        raise WrongFamilyError(remote_refusal(name, job))
     if job == "sentiment" and adapter and family in ("encoder", "chat-lm", "base-lm"):
         from lmdemo.models.adapters import adapter_dir, adapter_meta
 

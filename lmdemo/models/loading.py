@@ -148,6 +148,10 @@ def _model_source(name: str, settings: Settings) -> tuple[str, dict[str, Any]]:
 
 
 def _resolve_spec(spec: LoadSpec, settings: Settings, notes: list[str]) -> tuple[LoadSpec, torch.device, torch.dtype]:
+    from lmdemo.models import families
+
+    if families.is_remote(spec.model):  # an engine elsewhere has no weights here (the LM lab, a perplexity)
+        raise families.WrongFamilyError(families.remote_refusal(spec.model, "lm"))
     check_allowed(spec.model, settings.demo_mode, settings.allowed_models)
     if not spec.adapter and resolve(spec.model).kind == "hub":
         folder = hub.download_adapter(spec.model)  # a Hub adapter repo typed as a model loads on its base

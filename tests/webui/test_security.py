@@ -33,7 +33,8 @@ class _Payload:
 
 
 def test_upload_and_queue_limits_are_set(app, client):
-    from webui.app import MAX_FILE_SIZE, QUEUE_SIZE
+    from lmdemo.serve.slots import QUEUE_SIZE
+    from webui.app import MAX_FILE_SIZE
 
     assert MAX_FILE_SIZE == "10mb" and app.max_file_size == 10 * 2**20
     assert client.config["max_file_size"] == 10 * 2**20  # what the page is told, too
