@@ -97,7 +97,7 @@ def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=events, api_name="ui_stop_chat",
                    api_visibility="undocumented")
     clear.click(lambda: ([], ""), None, [chatbot, stats], queue=False, api_name="ui_stop_generation", api_visibility="private")
-    return model, "sft", CAUSAL_CHOICES
+    return model, ("sft", "engines"), CAUSAL_CHOICES
 
 
 def sentiment_tab() -> tuple[gr.Dropdown, str, list[str]]:
@@ -154,7 +154,7 @@ def summarise_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     ev = run.click(h.in_slot(h.summarise), [text_in, unit, length, model, stop], [summary, lengths], concurrency_id="causal-lm",
                    api_name="ui_summarise", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
-    return model, ("sft", "summarisation"), [DEFAULT_CHAT_MODEL]
+    return model, ("sft", "summarisation", "engines"), [DEFAULT_CHAT_MODEL]
 
 
 def translate_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
@@ -171,16 +171,18 @@ def translate_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     with gr.Row():
         run = gr.Button(i("translate"), variant="primary")
         stop_btn = gr.Button(i("stop"), variant="stop")
+    speed = gr.Markdown()
     _examples([["I would like a cup of coffee, please.", "en", "fr"],
                  ["The train to Berlin leaves at eight o'clock. Please don't be late.", "en", "de"],
                  ["¿Dónde está el museo más cercano?", "es", "en"],
                  ["我们明天早上去爬山。", "zh", "en"]], inputs=[text_in, source, target])
-    ev = run.click(h.in_slot(h.translate), [text_in, source, target, model, stop], out, concurrency_id="causal-lm",
+    ev = run.click(h.in_slot(h.translate), [text_in, source, target, model, stop], [out, speed],
+                   concurrency_id="causal-lm",
                    api_name="ui_translate", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
     swap.click(h.swap_languages, [source, target, text_in, out], [source, target, text_in, out], queue=False,
                api_name="ui_swap_languages", api_visibility="private")
-    return model, ("sft", "translation"), [DEFAULT_COMPLETION_MODEL]
+    return model, ("sft", "translation", "engines"), [DEFAULT_COMPLETION_MODEL]
 
 
 def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:

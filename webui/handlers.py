@@ -171,11 +171,15 @@ def scratch(prefix: str) -> Path:
 
 def picker_choices(task: str | tuple[str, ...], defaults: list[str], request: gr.Request | None = None) -> list[str]:
     """Built-in choices plus the caller's and the shared adapters of the kinds a tab runs (classification for
-    sentiment; sft, and translation or summarisation adapters of seq2seq models, for the text tabs)."""
+    sentiment; sft, and translation or summarisation adapters of seq2seq models, for the text tabs), and the
+    named remote engines where the tab runs on them."""
     from lmdemo.models.adapters import list_adapters
 
     kinds = (task,) if isinstance(task, str) else task
-    return defaults + [a.name for kind in kinds for a in list_adapters(kind, owner=owner_of(request))]
+    # "engines": the tab also runs on the operator's named remote engines (generate, summarise, translate).
+    engines = list(get_settings().backends) if "engines" in kinds else []
+    return defaults + engines + [a.name for kind in kinds if kind != "engines"
+                                 for a in list_adapters(kind, owner=owner_of(request))]
 
 
 def _show_notes(notes: list[str]) -> None:
@@ -305,7 +309,12 @@ def summarise(text_in: str, unit: str, length: float, model: str, stop: threadin
 
 def _lengths(res) -> str:
     return (f"input **{res.input_words}** words ({res.input_tokens} tokens) → summary **{res.summary_words}** words"
-            + (f" · {res.chunks} parts" if res.chunks > 1 else ""))
+            + (f" · {res.chunks} parts" if res.chunks > 1 else "") + _speed(res))
+
+
+def _speed(res) -> str:
+    """Tokens, tok/s and the back-end (a remote engine's name) of a streamed job's result."""
+    return f" · {res.tokens} tokens · {res.tokens_per_second:.1f} tok/s · {res.backend}" if res.backend else ""
 
 
 # ---------------------------------------------------------------- translation
@@ -321,7 +330,7 @@ def translate(text_in: str, source: str, target: str, model: str, stop: threadin
     for res in translate_stream(req, stop=stop):
         _show_notes(res.notes[shown:])
         shown = len(res.notes)
-        yield res.translation
+        yield res.translation, f"**{res.sentences}** sentences{_speed(res)}"
 
 
 def swap_languages(source: str, target: str, text_in: str, translated: str):

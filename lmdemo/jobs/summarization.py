@@ -56,6 +56,9 @@ class SummaryResult:
     input_tokens: int
     chunks: int = 1
     notes: list[str] = field(default_factory=list)
+    tokens: int = 0  # generated for the summary (the final pass)
+    tokens_per_second: float = 0.0
+    backend: str = ""  # the decode path or remote engine that answered
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,9 +157,11 @@ def summarize_stream(req: SummaryRequest, stop: threading.Event | None = None) -
         if summarise.setup is not None:  # the combining pass must fit the encoder too
             text = token_chunks(tokenizer, text, size)[0]
     out = ""
-    for out, _ in summarise(text, req, stop):
+    for out, stats in summarise(text, req, stop):
         result.summary = out.strip()
         result.summary_words = len(result.summary.split())
+        result.tokens, result.backend = stats.tokens, stats.backend
+        result.tokens_per_second = round(stats.tokens_per_second, 2)
         yield result
     result.summary = fit_length(out.strip(), req)
     result.summary_words = len(result.summary.split())

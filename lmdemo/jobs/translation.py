@@ -62,6 +62,9 @@ class TranslationResult:
     target: str
     sentences: int = 0  # sentences translated so far
     notes: list[str] = field(default_factory=list)
+    tokens: int = 0  # generated so far, over every sentence
+    tokens_per_second: float = 0.0
+    backend: str = ""  # the decode path or remote engine that answered
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,18 +108,25 @@ def translate_stream(req: TranslationRequest, stop: threading.Event | None = Non
     params = GenerationParams(max_new_tokens=req.max_new_tokens, temperature=0, repetition_penalty=1.0)
     joiner = "" if req.target in NO_SPACE else " "
     done: list[str] = []
+    spent = [0, 0.0, ""]  # tokens and seconds of the finished sentences, the back-end
 
-    def result(pieces: list[str]) -> TranslationResult:
-        return TranslationResult(req.text, joiner.join(pieces), req.source, req.target, len(done), notes)
+    def result(pieces: list[str], stats=None) -> TranslationResult:
+        tokens = spent[0] + (stats.tokens if stats else 0)
+        seconds = spent[1] + (stats.seconds if stats else 0.0)
+        return TranslationResult(req.text, joiner.join(pieces), req.source, req.target, len(done), notes, tokens,
+                                 round(tokens / seconds, 2) if seconds > 0 else 0.0, spent[2])
 
     for unit in units:
         # A translation is rarely 3x its source in tokens; the cap ends a model that never stops.
         unit_tokens = len(tokenizer(unit, add_special_tokens=False).input_ids)
         params.max_new_tokens = min(req.max_new_tokens, 3 * unit_tokens + 20)
-        piece = ""
-        for piece, _ in answer(unit, params):
-            yield result(done + [piece.strip()])
+        piece, stats = "", None
+        for piece, stats in answer(unit, params):
+            spent[2] = stats.backend
+            yield result(done + [piece.strip()], stats)
         done.append(piece.strip())
+        if stats is not None:
+            spent[0], spent[1] = spent[0] + stats.tokens, spent[1] + stats.seconds
         if stop is not None and stop.is_set():
             break
     yield result(done)

@@ -5,18 +5,17 @@ API key so that the key path is exercised too. The refusals that need no engine 
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+from engines import free_port, key_in_env, llama_server
 
 from lmdemo.config import ConfigError, Settings, get_settings, set_settings
-from lmdemo.engine import llamacpp, remote
+from lmdemo.engine import remote
 from lmdemo.engine.streaming import GenerationParams
 from lmdemo.errors import InputError, ModelNotFoundError
 from lmdemo.eval import evaluation
@@ -24,7 +23,7 @@ from lmdemo.jobs.base import run_to_end
 from lmdemo.jobs.generation import GenerationRequest, generate, generate_stream
 from lmdemo.jobs.summarization import CHUNK_TOKENS, SummaryRequest, summarize
 from lmdemo.jobs.translation import TranslationRequest, translate
-from lmdemo.models import families, store
+from lmdemo.models import families
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "lmdemo-test-key"
@@ -32,50 +31,11 @@ ALIAS = "smollm2"  # the id the server lists (--model_alias), instead of the GGU
 STORY = [{"role": "user", "content": "Write a very long story about a dragon."}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def engine(prepared):
     """The base URL of llama-cpp-python's server on SmolLM2-135M-Instruct's GGUF (key: KEY), for the module."""
-    if not llamacpp.available():
-        # CI installs the extra (.ci/run) and must run these; a developer's machine may lack it.
-        if os.environ.get("CI"):
-            raise RuntimeError("llama-cpp-python is missing in CI: .ci/run should have installed it")
-        pytest.skip("llama-cpp-python not installed: pip install -r requirements-llama.txt")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/v1"
-    log = open(Path(get_settings().home) / f"llama-server-{port}.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model",
-                             str(store.gguf_file("smollm2-135m-instruct")), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048", "--model_alias", ALIAS, "--api_key", KEY],
-                            stdout=log, stderr=subprocess.STDOUT)
-    saved = os.environ.get(remote.KEY_ENV)
-    os.environ[remote.KEY_ENV] = KEY
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"llama_cpp.server did not start: {log.read()[-2000:]}")
-            time.sleep(0.5)
+    with llama_server(KEY, ALIAS) as url, key_in_env(remote.KEY_ENV, KEY):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
-        if saved is None:
-            os.environ.pop(remote.KEY_ENV, None)
-        else:
-            os.environ[remote.KEY_ENV] = saved
 
 
 @pytest.fixture
@@ -210,7 +170,7 @@ def test_unknown_model_id_is_named(engine):
 
 
 def test_dead_port_is_one_line_from_the_cli():
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     out = subprocess.run([sys.executable, "-m", "lmdemo", "generate", "--model", f"openai:{url}", "Hi"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert out.returncode == 2 and "Traceback" not in out.stderr

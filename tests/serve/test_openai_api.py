@@ -229,6 +229,23 @@ def test_api_calls_and_the_pages_jobs_take_turns_on_the_model(api, served):
     assert done["short_page"] > done["long"]
 
 
+def test_lmdemo_runs_on_its_own_api_in_another_process(served, prepared):
+    """lmdemo as the client of another lmdemo's /v1 (the remote-engine path): the same greedy reply as here."""
+    from lmdemo.engine.streaming import GenerationParams
+    from lmdemo.jobs.generation import GenerationRequest, generate, generate_stream
+    from lmdemo.jobs.translation import TranslationRequest, translate
+
+    params = GenerationParams(temperature=0, max_new_tokens=30)
+    engine = f"openai:{served}/v1#smollm2-135m-instruct"
+    local = generate(GenerationRequest(PROMPT[0]["content"], params=params))
+    pieces = [r.text for r in generate_stream(GenerationRequest(PROMPT[0]["content"], model=engine, params=params))]
+    assert len(set(pieces)) >= 3 and pieces[-1] == local.text
+    remote = generate(GenerationRequest(PROMPT[0]["content"], model=engine, params=params))
+    assert remote.stats.backend.startswith("openai:127.0.0.1") and remote.stats.tokens == local.stats.tokens
+    out = translate(TranslationRequest("Good morning.", "en", "fr", model=engine))
+    assert out.translation.strip() and out.backend == remote.stats.backend
+
+
 # ---------------------------------------------------------------- API only, shared Space, key
 
 @pytest.fixture(scope="module")
