@@ -228,18 +228,63 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_argv(args: argparse.Namespace) -> list[str]:
+    """`finetune` arguments that give `args` back, less --processes: what each torchrun process runs."""
+    positional, flags = [], []
+    for action in args.parser._actions:  # the finetune parser's own flags, so a new flag is passed on too
+        value = getattr(args, action.dest, None)
+        if action.dest in ("processes", "help") or value is None or (action.option_strings and value == action.default):
+            continue
+        if not action.option_strings:
+            positional.append(str(value))
+        elif action.nargs == 0:  # a switch such as --no-compare
+            flags.append(action.option_strings[-1])
+        else:  # --flag=value, so a value starting with "-" stays a value
+            flags.append(f"{action.option_strings[-1]}={value}")
+    return [args.command, *positional, *flags]
+
+
+def _launch_finetune(args: argparse.Namespace, processes: int) -> int:
+    import shlex
+    import signal
+    import subprocess
+
+    from lmdemo.train.distributed import launch_command
+
+    command = launch_command(processes, _finetune_argv(args))
+    print(f"running: {shlex.join(command)}", file=sys.stderr, flush=True)
+    # Ctrl-C reaches torchrun and its workers through the terminal; this process just waits for their exit code.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        return subprocess.run(command).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from lmdemo.errors import InputError
+    from lmdemo.train import distributed
     from lmdemo.train.plan import plan, run_plan
 
-    planned = plan(_finetune_request(args))
-    for note in planned.data.notes:
+    processes = args.processes
+    if processes != 1:
+        if distributed.world_size() > 1:
+            raise InputError("`--processes` starts torchrun itself; under torchrun or accelerate launch, give the "
+                             "process count to the launcher instead.")
+        distributed.check_processes(processes)  # before the data is read: a bad count fails at once
+    rank0 = distributed.is_main()  # under torchrun/accelerate, rank 0 alone prints, saves and compares
+    planned = plan(_finetune_request(args))  # the data checked here, before torchrun starts, too
+    for note in planned.data.notes if rank0 else ():
         print(f"note: {note}", file=sys.stderr)
     if args.check:
-        print(json.dumps(planned.summary(), indent=2, ensure_ascii=False))
+        if rank0:
+            print(json.dumps(planned.summary(), indent=2, ensure_ascii=False))
         return 0
+    if processes > 1:
+        return _launch_finetune(args, processes)
     stop = threading.Event()
 
     def on_sigint(signum, frame):
@@ -249,13 +294,18 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         print("\nstopping after this step; the adapter trained so far will be saved (Ctrl-C again to abort)",
               file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # Under torchrun, which also forwards Ctrl-C, ranks could stop at different steps: there Ctrl-C just aborts.
+    handler = on_sigint if distributed.world_size() == 1 else signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         # The Trainer prints its log dicts to stdout; stdout is for the summary JSON alone.
         with contextlib.redirect_stdout(sys.stderr):
             result = run_plan(planned, stop_event=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not rank0:
+        distributed.finish()  # rank 0 has saved the adapter (training waited for it); it alone reports
+        return 0
     data = planned.data
     summary = {"output_dir": result.output_dir, "metrics": result.metrics, "stopped_early": stop.is_set(),
                "train_rows": len(data.train), "validation_rows": len(data.validation)}
@@ -268,6 +318,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                                                   result.output_dir, examples=0)
         summary["comparison"] = comparison["metrics"]
     print(json.dumps(summary, indent=2))
+    distributed.finish()
     return 0
 
 
@@ -447,7 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--check", action="store_true", help="read and check the data, print the plan, train nothing")
     ft.add_argument("--no-compare", action="store_true",
                     help="skip scoring base and fine-tuned models on the validation split afterwards")
-    ft.set_defaults(func=cmd_finetune)
+    ft.add_argument("--processes", type=int, default=1, metavar="N",
+                    help="train in N processes (one per GPU, or CPU processes) through torchrun, data split "
+                         "between them; see docs/training.md (default: 1)")
+    ft.set_defaults(func=cmd_finetune, parser=ft)
 
     es = sub.add_parser("estimate", help="time and memory of a fine-tuning run, from two real optimiser steps")
     _finetune_args(es)

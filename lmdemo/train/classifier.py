@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from lmdemo.errors import InputError
-from lmdemo.models.adapters import save_adapter
 from lmdemo.models.loading import load_for_training
 from lmdemo.models.registry import DEFAULT_ENCODER_MODEL, resolve
+from lmdemo.train import distributed
 
 # LoRA targets per architecture family; anything else falls back to PEFT's own defaults.
 TARGET_MODULES = {
@@ -130,12 +130,14 @@ def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: Classif
             eval_strategy="epoch", save_strategy="no", logging_steps=10, report_to=[], seed=cfg.seed,
             warmup_steps=int(0.06 * cfg.epochs * -(-len(train_rows) // cfg.batch_size)), weight_decay=0.01, lr_scheduler_type="linear",
             use_cpu=lm.device.type == "cpu", disable_tqdm=False,
+            ddp_find_unused_parameters=False,  # under torchrun: LoRA's weights all take part in every step
         )
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           data_collator=DataCollatorWithPadding(lm.tokenizer), compute_metrics=metrics,
                           callbacks=[progress])
         trainer.train()
         final = trainer.evaluate()
+        distributed.report(trainer)
         stopped = progress.stopped
 
     ref = resolve(cfg.base_model)
@@ -144,7 +146,7 @@ def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: Classif
             "labels": labels, "metrics": {"eval_accuracy": final.get("eval_accuracy")}, "stopped_early": stopped,
             "train_examples": len(train_rows), "eval_examples": len(eval_rows),
             "config": {k: v for k, v in asdict(cfg).items() if k != "output_dir"}}
-    out = save_adapter(model, cfg.output_dir, meta)
+    out = distributed.save_once(model, cfg.output_dir, meta)  # rank 0 writes; the others wait for it
     return TrainResult(str(out), labels, {"accuracy": float(final.get("eval_accuracy", 0.0))}, history)
 
 

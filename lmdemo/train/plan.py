@@ -151,7 +151,13 @@ def estimate_plan(planned: TrainingPlan):
 
 def train_rows(task: str, train: list[dict], validation: list[dict], config: dict[str, Any], on_log=None,
                stop_event=None):
-    """Train with the task's trainer; the CLI runs it in-process, the app in its worker process."""
+    """Train with the task's trainer; the CLI runs it in-process, the app in its worker process.
+
+    Under torchrun/accelerate every process calls this: each trains on its shard, rank 0 alone saves.
+    """
+    from lmdemo.train.distributed import bind_device
+
+    bind_device()  # each rank's model (a 4-bit base included) on its own GPU
     if task == "classification":
         from lmdemo.train.classifier import train_classifier
 

@@ -16,6 +16,7 @@ from lmdemo.errors import InputError
 from lmdemo.models import families
 from lmdemo.models.loading import load_for_training
 from lmdemo.models.registry import resolve
+from lmdemo.train import distributed
 from lmdemo.train.classifier import TrainResult
 from lmdemo.train.sft import SFTConfig, StopEvent, fit, lora_model
 
@@ -70,7 +71,6 @@ def train_seq2seq(train_rows: list[dict], eval_rows: list[dict] | None, cfg: Seq
     from transformers import DataCollatorForSeq2Seq, set_seed
 
     from lmdemo.engine import seq2seq
-    from lmdemo.models.adapters import save_adapter
 
     eval_rows = list(eval_rows or [])
     if not train_rows:
@@ -105,5 +105,5 @@ def train_seq2seq(train_rows: list[dict], eval_rows: list[dict] | None, cfg: Seq
             "config": {k: v for k, v in asdict(cfg).items() if k != "output_dir"}}
     if cfg.task == "translation":
         meta.update(source=cfg.source, target=cfg.target)
-    out = save_adapter(model, cfg.output_dir, meta)
+    out = distributed.save_once(model, cfg.output_dir, meta)  # rank 0 writes; the others wait for it
     return TrainResult(str(out), [], metrics, history)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Protocol
 
 from lmdemo.errors import InputError
+from lmdemo.train import distributed
 from lmdemo.train.classifier import TARGET_MODULES, TrainResult, progress_callback
 from lmdemo.models.loading import load_for_training
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL, resolve
@@ -176,13 +177,6 @@ def _encode(rows: list[dict], tokenizer, max_length: int, what: str):
     return Dataset.from_list(kept)
 
 
-def _save_adapter(model, cfg: SFTConfig, meta: dict[str, Any]) -> Path:
-    """PEFT adapter, lmdemo.json and model card, written atomically (see adapters.save_adapter)."""
-    from lmdemo.models.adapters import save_adapter
-
-    return save_adapter(model, cfg.output_dir, meta)
-
-
 def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConfig,
               on_log: Callable[[dict], None] | None = None, stop_event: StopEvent | None = None) -> TrainResult:
     """Train a LoRA (QLoRA with quantize="4bit") adapter on {"prompt", "response"} rows and save it."""
@@ -211,7 +205,7 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
             "train_examples": len(train_ds), "eval_examples": len(eval_ds) if eval_ds is not None else 0,
             "steps": trainer.state.global_step, "stopped_early": stopped,
             "config": {k: v for k, v in asdict(cfg).items() if k != "output_dir"}}
-    out = _save_adapter(model, cfg, meta)
+    out = distributed.save_once(model, cfg.output_dir, meta)  # rank 0 writes; the others wait for it
     return TrainResult(str(out), [], metrics, history)
 
 
@@ -252,10 +246,12 @@ def fit(model, device, cfg: SFTConfig, train_ds, eval_ds, collator, on_log: Call
             lr_scheduler_type="linear", activation_checkpointing=cfg.gradient_checkpointing,
             activation_checkpointing_kwargs=gc_kwargs, use_cpu=device.type == "cpu",
             dataloader_pin_memory=device.type == "cuda", disable_tqdm=False, bf16=cfg.bf16,
+            ddp_find_unused_parameters=False,  # under torchrun: LoRA's weights all take part in every step
         )
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           data_collator=collator, callbacks=[progress])
         output = trainer.train()
+        distributed.report(trainer)
         metrics: dict[str, float] = {"train_loss": float(output.training_loss)}
         stopped = progress.stopped
         if eval_ds is not None and not stopped:

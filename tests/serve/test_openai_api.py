@@ -229,6 +229,23 @@ def test_api_calls_and_the_pages_jobs_take_turns_on_the_model(api, served):
     assert done["short_page"] > done["long"]
 
 
+def test_a_cancelled_page_job_gives_the_model_back_to_the_api(api, served):
+    """A gradio job cancelled mid-stream (a closed tab, Stop) leaves the model slot: the next API call runs."""
+    from gradio_client import Client
+
+    # counting to 1000 runs to the 1500-token cap: about a minute of decoding here if nothing stopped it
+    job = Client(served, verbose=False).submit("Count from 1 to 1000, separated by commas.", "chat", "", 1500, 0,
+                                               api_name="/generate")
+    deadline = time.time() + 120
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.2)
+    assert job.outputs(), "the page's job never started"
+    job.cancel()
+    start = time.perf_counter()
+    assert chat(api, max_tokens=2).usage.completion_tokens == 2
+    assert time.perf_counter() - start < 20  # not the rest of the count
+
+
 def test_lmdemo_runs_on_its_own_api_in_another_process(served, prepared):
     """lmdemo as the client of another lmdemo's /v1 (the remote-engine path): the same greedy reply as here."""
     from lmdemo.engine.streaming import GenerationParams
