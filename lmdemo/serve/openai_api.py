@@ -106,13 +106,16 @@ def _owner(request: Request) -> str | None:
 # ---------------------------------------------------------------- models
 
 def model_list(owner: str | None) -> list[dict[str, Any]]:
-    """The model ids a caller can use: the generative built-ins, then its own and the shared LM adapters."""
+    """The model ids a caller can use: the generative built-ins, the named remote engines, then its own and the
+    shared LM adapters."""
     from lmdemo.models.adapters import list_adapters
     from lmdemo.models.registry import BUILTINS
 
     out = [{"id": name, "object": "model", "created": 0, "owned_by": "lmdemo"}
            for name, m in BUILTINS.items() if m.family in ("chat-lm", "base-lm")]
     demo = get_settings().demo_mode
+    # The operator's named remote engines: lmdemo passes the call on, as a gateway (docs/remote.md).
+    out += [{"id": name, "object": "model", "created": 0, "owned_by": "remote"} for name in get_settings().backends]
     for a in list_adapters("sft", owner=owner):
         out.append({"id": a.name, "object": "model", "created": int(a.path.stat().st_mtime),
                     "owned_by": "you" if demo and a.owned else "lmdemo" if a.bundled else "shared" if demo else "local",

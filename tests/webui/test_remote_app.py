@@ -53,6 +53,19 @@ def test_translate_and_summarize_endpoints_name_the_engine(engine, client):
     assert out["backend"] == f"openai:{NAME}" and out["summary"].strip() and out["summary"] != text
 
 
+def test_lmdemos_own_api_passes_a_call_on_to_the_named_engine(engine, app_url):
+    """/v1 lists the operator's engine by name and answers with it, as a gateway."""
+    from openai import OpenAI
+
+    api = OpenAI(base_url=app_url.rstrip("/") + "/v1", api_key="unused", max_retries=0)
+    assert (NAME, "remote") in {(m.id, m.owned_by) for m in api.models.list()}
+    reply = api.chat.completions.create(model=NAME, messages=[{"role": "user", "content": PROMPT}], max_tokens=20,
+                                        temperature=0)
+    assert reply.system_fingerprint == f"openai:{NAME}"
+    assert reply.choices[0].message.content == direct(engine, PROMPT, max_tokens=20, temperature=0, top_p=0.9,
+                                                      seed=0)
+
+
 def test_the_engine_is_refused_where_weights_are_needed(engine, client):
     with pytest.raises(Exception) as info:
         client.predict("Some text.", NAME, api_name="/perplexity")
