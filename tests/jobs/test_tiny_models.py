@@ -282,7 +282,9 @@ def test_summarize_runs_on_a_tiny_chat_model(llama_dir):
     text = "The bus was late because of the snow. We walked to the market instead. The bread was fresh."
     res = summarize(SummaryRequest(text, length=1, unit="sentences", model=str(llama_dir)))
     d = res.to_dict()
-    assert set(d) == {"summary", "input_words", "summary_words", "input_tokens", "chunks", "notes"}
+    assert set(d) == {"summary", "input_words", "summary_words", "input_tokens", "chunks", "notes", "tokens",
+                      "tokens_per_second", "backend"}
+    assert d["tokens"] > 0 and d["backend"] in ("fastgen", "transformers")
     assert d["input_words"] == 18 and d["chunks"] == 1 and isinstance(d["summary"], str)
     assert d["summary_words"] == len(d["summary"].split()) and d["input_tokens"] > 0
 
@@ -293,7 +295,9 @@ def test_translate_runs_on_a_tiny_completion_model(llama_dir):
     res = translate(TranslationRequest("The cat sat on the mat. It was warm.", source="en", target="fr",
                                        model=str(llama_dir), shots=1, max_new_tokens=16))
     d = res.to_dict()
-    assert set(d) == {"text", "translation", "source", "target", "sentences", "notes"}
+    assert set(d) == {"text", "translation", "source", "target", "sentences", "notes", "tokens", "tokens_per_second",
+                      "backend"}
+    assert d["tokens"] > 0 and d["backend"] in ("fastgen", "transformers")
     assert (d["source"], d["target"], d["sentences"]) == ("en", "fr", 2) and isinstance(d["translation"], str)
 
 
