@@ -330,7 +330,7 @@ def translate(text_in: str, source: str, target: str, model: str, stop: threadin
     for res in translate_stream(req, stop=stop):
         _show_notes(res.notes[shown:])
         shown = len(res.notes)
-        yield res.translation, f"**{res.sentences}** sentences{_speed(res)}"
+        yield res.translation, f"**{res.sentences}** sentence{'' if res.sentences == 1 else 's'}{_speed(res)}"
 
 
 def swap_languages(source: str, target: str, text_in: str, translated: str):
