@@ -151,8 +151,8 @@ def summarise_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     unit.change(lambda u: gr.Slider(*SUMMARY_RANGE[u], value=SUM["length"] if u == SUM["unit"] else 40,
                                     step=SUMMARY_STEP[u]),
                 unit, length, queue=False, api_visibility="private")
-    ev = run.click(h.in_slot(h.summarise), [text_in, unit, length, model, stop], [summary, lengths], concurrency_id="causal-lm",
-                   api_name="ui_summarise", api_visibility="private")
+    ev = run.click(h.in_slot(h.summarise), [text_in, unit, length, model, stop], [summary, lengths],
+                   concurrency_id="causal-lm", api_name="ui_summarise", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
     return model, ("sft", "summarisation", "engines"), [DEFAULT_CHAT_MODEL]
 
@@ -177,8 +177,7 @@ def translate_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
                  ["¿Dónde está el museo más cercano?", "es", "en"],
                  ["我们明天早上去爬山。", "zh", "en"]], inputs=[text_in, source, target])
     ev = run.click(h.in_slot(h.translate), [text_in, source, target, model, stop], [out, speed],
-                   concurrency_id="causal-lm",
-                   api_name="ui_translate", api_visibility="private")
+                   concurrency_id="causal-lm", api_name="ui_translate", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
     swap.click(h.swap_languages, [source, target, text_in, out], [source, target, text_in, out], queue=False,
                api_name="ui_swap_languages", api_visibility="private")
@@ -204,7 +203,8 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
             k = gr.Slider(1, 30, value=NEXT["k"], step=1, label=i("top_k_show"), elem_id="next_tokens-k")
         run_next = gr.Button(i("predict"))
         plot = gr.BarPlot(x="token", y="probability", label=i("next_plot"), sort="-y", height=300)
-    run_next.click(h.in_slot(h.lab_next), [prefix, k, model], plot, concurrency_id="causal-lm", api_name="ui_lab_next", api_visibility="private")
+    run_next.click(h.in_slot(h.lab_next), [prefix, k, model], plot, concurrency_id="causal-lm", api_name="ui_lab_next",
+                   api_visibility="private")
     with gr.Group():
         gr.Markdown(i("lab_bigram"))
         corpus = gr.Textbox(label=i("corpus"), lines=4, value=(

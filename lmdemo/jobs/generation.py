@@ -119,7 +119,8 @@ class GenerationResult(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         s = self.stats
-        return {"text": self.text, "tokens": s.tokens, "prompt_tokens": s.prompt_tokens, "tokens_per_second": round(s.tokens_per_second, 2),
+        return {"text": self.text, "tokens": s.tokens, "prompt_tokens": s.prompt_tokens,
+                "tokens_per_second": round(s.tokens_per_second, 2),
                 "first_token_seconds": round(s.first_token_seconds or 0.0, 3), "finish_reason": s.finish_reason,
                 "backend": s.backend}
 
