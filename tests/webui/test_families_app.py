@@ -25,7 +25,7 @@ from browser_helpers import button as _button, launch, open_page as _page, requi
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 
-MODEL_LABEL = "Model (built-in, local folder or Hub id)"
+MODEL_LABEL = "Model (built-in, local folder, Hub id or engine)"
 # Never in the Marian model's training rows; its greedy output is not a copy (checked below), so a job that
 # echoed its input, or ran another model, could not match the reference on it.
 UNSEEN = "The weather is nice today."
