@@ -274,6 +274,9 @@ def finetune_tab() -> None:
         with gr.Row(visible=FT["task"] == "translation") as pair_row:  # a translation run's languages
             ft_source = gr.Dropdown(langs, value="en", label=i("source_lang"), elem_id="finetune-source")
             ft_target = gr.Dropdown(langs, value="fr", label=i("target_lang"), elem_id="finetune-target")
+        gpus = h.gpu_count()  # several GPUs: the run can train in one process per GPU (torchrun)
+        processes = gr.Slider(1, max(gpus, 2), value=1, step=1, label=i("processes"), visible=gpus > 1,
+                              elem_id="finetune-processes")
     with gr.Row():
         estimate_btn = gr.Button(i("estimate"))
         start = gr.Button(i("start"), variant="primary")
@@ -319,7 +322,8 @@ def finetune_tab() -> None:
                 api_name="ui_check_data", api_visibility="private")
     estimate_btn.click(h.estimate_training, data_inputs + [base, quantize, lora_r, ft_source, ft_target], estimate_md,
                        concurrency_id="training", api_name="ui_estimate", api_visibility="private")
-    start.click(h.start_training, data_inputs + [base, epochs, lr, lora_r, quantize, name, ft_source, ft_target], None,
+    start.click(h.start_training, data_inputs + [base, epochs, lr, lora_r, quantize, name, ft_source, ft_target,
+                                                 processes], None,
                 api_name="ui_start_training", api_visibility="private")
     cancel.click(h.cancel_training, None, None, api_name="ui_cancel_training", api_visibility="private")
     timer = gr.Timer(1.0)

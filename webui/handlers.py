@@ -511,7 +511,14 @@ def task_settings(task: str):
     return d["base"], d["epochs"], d["learning_rate"], d["lora_r"], gr.Row(visible=task == "translation")
 
 
-def start_job(req: FinetuneRequest, request: gr.Request | None = None):
+def gpu_count() -> int:
+    """GPUs here: the Fine-tune tab offers one training process per GPU from two."""
+    from lmdemo.train.distributed import gpu_count as count
+
+    return count()
+
+
+def start_job(req: FinetuneRequest, request: gr.Request | None = None, processes: int = 1):
     """Plan the run and hand it to the app's training slot: (plan, job status). A visitor's adapter is saved
     among their own, within their quota."""
     from dataclasses import replace
@@ -527,20 +534,24 @@ def start_job(req: FinetuneRequest, request: gr.Request | None = None):
             raise InputError(f"You keep {DEMO_LIMITS.max_adapters} adapters at most here: remove one first "
                              "(Adapters section) or reuse a name to replace it.")
         req = replace(req, output=str(folder))
+    if processes > 1:
+        from lmdemo.train.distributed import check_processes
+
+        check_processes(processes)
     planned = plan(req)
     status = JOBS.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config,
-                        owner=owner)
+                        owner=owner, processes=processes)
     return planned, status
 
 
 @friendly
 def start_training(task: str, sample: str | None, upload: str | None, first_col: str | None, second_col: str | None,
                    base: str, epochs: float, lr: float, lora_r: float, quantize: str, name: str,
-                   source: str = "en", target: str = "fr", request: gr.Request = None):
+                   source: str = "en", target: str = "fr", processes: float = 1, request: gr.Request = None):
     req = finetune_request(task, sample, upload, first_col, second_col, output=name,
                            base=base, epochs=float(epochs), learning_rate=float(lr), lora_r=int(lora_r),
                            quantize=quantize, source=source, target=target)
-    planned, status = start_job(req, request)
+    planned, status = start_job(req, request, processes=int(processes or 1))
     _show_notes(status.notes)
     gr.Info(f"Training {planned.name} started: {len(planned.data.train)} rows, "
             f"{len(planned.data.validation)} for validation.")

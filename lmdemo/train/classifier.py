@@ -80,7 +80,7 @@ def progress_callback(history: list[dict], on_log: Callable[[dict], None] | None
         def on_step_end(self, args, state, control, **kwargs):
             if on_log:
                 on_log({"step": state.global_step, "max_steps": state.max_steps})
-            if stop_event is not None and stop_event.is_set():
+            if distributed.should_stop(stop_event):  # the same step on every rank
                 self.stopped = control.should_training_stop = True
 
         def on_epoch_end(self, args, state, control, **kwargs):

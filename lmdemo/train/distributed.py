@@ -117,6 +117,13 @@ def report(trainer) -> None:
               f"(Trainer world size {trainer.args.world_size})", file=sys.stderr, flush=True)
 
 
+def gpu_count() -> int:
+    """CUDA devices this process sees (0 without CUDA): the Fine-tune tab offers several processes from 2."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def max_processes() -> int:
     """The most processes `--processes` accepts here: one per GPU, else one per CPU core up to 8."""
     from lmdemo.config import get_settings
@@ -142,11 +149,39 @@ def check_processes(processes: int) -> int:
     return processes
 
 
-def launch_command(processes: int, argv: Sequence[str]) -> list[str]:
+def launch_command(processes: int, argv: Sequence[str], module: str = "lmdemo") -> list[str]:
     """The torchrun command that runs ``python -m lmdemo <argv>`` in `processes` processes on this machine.
 
     ``--standalone`` picks a free rendezvous port, so two runs on one machine do not collide; the Trainer
     chooses the backend (nccl on CUDA, gloo on CPU).
     """
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "lmdemo", *argv]
+            "-m", module, *argv]
+
+
+def should_stop(stop_event) -> bool:
+    """Whether training stops after this step: in several processes, when any rank's stop is set (all-reduced, so
+    every rank stops at the same step; ranks stopping one step apart would leave DDP waiting)."""
+    flag = bool(stop_event is not None and stop_event.is_set())
+    dist = _group()
+    if dist is None:
+        return flag
+    import torch
+
+    backend = dist.get_backend()
+    value = torch.tensor([int(flag)], device=f"cuda:{local_rank()}" if backend == "nccl" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+class StopFile:
+    """A stop event that another process sets by creating a file (the app's worker, to stop its ranks)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def is_set(self) -> bool:
+        return self.path.exists()
+
+    def set(self) -> None:
+        self.path.touch()

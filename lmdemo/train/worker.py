@@ -84,24 +84,80 @@ def _watch_parent(parent: int) -> None:
             os._exit(3)
 
 
+def _end_with_parent() -> None:
+    """In torchrun's process: be sent SIGTERM when this worker dies, so no launcher outlives a killed worker
+    (torchrun passes it on to its ranks). Linux only; elsewhere a no-op."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _train_in_ranks(processes: int, task: str, train: list[dict], validation: list[dict], config: dict, log,
+                    stop) -> str:
+    """Train in ``processes`` processes under torchrun (:mod:`lmdemo.train.ranks`), passing rank 0's progress to
+    ``log`` and a Cancel on to every rank; returns the adapter folder rank 0 saved."""
+    import subprocess
+    import tempfile
+
+    from lmdemo.train import distributed
+
+    with tempfile.TemporaryDirectory(prefix="lmdemo-ranks-") as tmp:
+        folder = Path(tmp)
+        (folder / "job.json").write_text(json.dumps({"task": task, "train": train, "validation": validation,
+                                                     "config": config}))
+        err = open(folder / "stderr.log", "w+", encoding="utf-8")
+        proc = subprocess.Popen(distributed.launch_command(processes, [str(folder)], module="lmdemo.train.ranks"),
+                                stdout=err, stderr=subprocess.STDOUT, preexec_fn=_end_with_parent)
+        read = 0
+        while True:
+            done = proc.poll() is not None
+            if stop.is_set():
+                distributed.StopFile(folder / "stop").set()
+            progress = folder / "progress.jsonl"
+            if progress.exists():
+                with open(progress, encoding="utf-8") as f:
+                    f.seek(read)
+                    for line in f.readlines():
+                        if line.endswith("\n"):
+                            read += len(line.encode("utf-8"))
+                            log(json.loads(line))
+            if done:
+                break
+            time.sleep(0.5)
+        if proc.returncode != 0 or not (folder / "result.json").exists():
+            err.seek(0)
+            lines = [line for line in err.read().splitlines() if line.strip()]
+            cause = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+            raise RuntimeError(f"training in {processes} processes failed (exit {proc.returncode}): {cause[:300]}")
+        err.close()
+        return json.loads((folder / "result.json").read_text())["output_dir"]
+
+
 def _worker(task: str, train: list[dict], validation: list[dict], config: dict, events, stop,
-            parent: int | None = None) -> None:
-    """Runs in the child process: train, compare with the base model, report through ``events``."""
+            parent: int | None = None, processes: int = 1) -> None:
+    """Runs in the child process: train (in several processes under torchrun when ``processes`` > 1), compare
+    with the base model, report through ``events``."""
     if parent is not None:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
         def log(entry: dict) -> None:
             events.put({"type": "log", **{k: v for k, v in entry.items() if isinstance(v, (int, float, str))}})
 
-        from lmdemo.train.plan import train_rows
+        if processes > 1:
+            output_dir = _train_in_ranks(processes, task, train, validation, config, log, stop)
+        else:
+            from lmdemo.train.plan import train_rows
 
-        result = train_rows(task, train, validation, config, on_log=log, stop_event=stop)
+            output_dir = train_rows(task, train, validation, config, on_log=log, stop_event=stop).output_dir
         events.put({"type": "status", "message": "evaluating base and fine-tuned models on the validation split"})
         from lmdemo.eval.compare import compare_base_and_adapter
 
-        comparison = compare_base_and_adapter(task, validation, config.get("base_model"), result.output_dir)
-        events.put({"type": "done", "output_dir": result.output_dir, "comparison": comparison,
-                    "stopped": stop.is_set()})
+        comparison = compare_base_and_adapter(task, validation, config.get("base_model"), output_dir)
+        events.put({"type": "done", "output_dir": output_dir, "comparison": comparison, "stopped": stop.is_set()})
     except BaseException as exc:  # reported to the app; the worker then exits
         events.put({"type": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]})
 
@@ -124,8 +180,9 @@ class TrainingJobs:
         self._last: dict[str | None, JobStatus] = {}  # owner -> their last job, once the slot moved on
 
     def start(self, name: str, task: str, train: list[dict], validation: list[dict], config: dict,
-              owner: str | None = None) -> JobStatus:
-        """Start a job; in demo mode its size is capped first (``status.message`` names the caps)."""
+              owner: str | None = None, processes: int = 1) -> JobStatus:
+        """Start a job; in demo mode its size is capped first (``status.message`` names the caps). ``processes``
+        > 1: trained by that many processes under torchrun (one per GPU)."""
         train, validation, config, notes = demo_limits(task, train, validation, config)
         with self._lock:
             self._drain()
@@ -142,7 +199,7 @@ class TrainingJobs:
                                     output_dir=config["output_dir"], notes=notes, owner=owner,
                                     message="starting the worker process")
             self._proc = self._ctx.Process(target=_worker, args=(task, train, validation, config, self._events,
-                                                                 self._stop, os.getpid()),
+                                                                 self._stop, os.getpid(), processes),
                                            daemon=True, name="lmdemo-train")
             self._proc.start()
             return self.status

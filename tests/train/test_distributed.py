@@ -172,3 +172,59 @@ def test_processes_is_refused_under_a_launcher(monkeypatch, capsys):
     monkeypatch.setenv("RANK", "0")
     assert main(["finetune", "classification", "--sample", TOPICS, "--output", "x", "--processes", "2"]) == 2
     assert "give the process count to the launcher" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_apps_worker_trains_in_two_processes(prepared, tmp_path, monkeypatch):
+    """The Fine-tune tab's path on a machine with several GPUs, run on CPU: the worker starts torchrun on the
+    planned rows, shows rank 0's steps and losses, and compares base and tuned as for one process."""
+    import math
+
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from lmdemo.models import store
+    from lmdemo.train.classifier import ClassifierTrainConfig
+    from lmdemo.train.plan import FinetuneRequest, plan
+    from lmdemo.train.worker import TrainingJobs
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "adapters" / "two"
+    planned = plan(FinetuneRequest(task="classification", sample=TOPICS, epochs=1, output=str(out)))
+    jobs = TrainingJobs()
+    jobs.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config, processes=2)
+    status = jobs.wait(timeout=600)
+    assert status.state == "finished", status.message
+    rows, batch = len(planned.data.train), ClassifierTrainConfig(**planned.config).batch_size
+    # each process steps through its half of the rows: half the steps one process would take
+    assert status.max_steps == math.ceil(math.ceil(rows / 2) / batch) < math.ceil(rows / batch)
+    assert status.step == status.max_steps and status.losses, status.losses  # rank 0's logs, through its progress file
+    assert {"base", "fine-tuned"} <= set(status.comparison["metrics"]) and status.output_dir == str(out)
+    assert [p.name for p in out.parent.iterdir()] == ["two"]  # one adapter folder, nothing left aside
+    base = AutoModelForSequenceClassification.from_pretrained(store.ensure("all-minilm-l6-v2"), num_labels=4)
+    PeftModel.from_pretrained(base, str(out))
+
+
+@pytest.mark.slow
+def test_cancel_stops_every_rank_at_the_same_step_and_keeps_the_adapter(prepared, tmp_path, monkeypatch):
+    """Cancel in a two-process run: the ranks agree on the step to stop at (no rank left waiting), rank 0 saves."""
+    import time
+
+    from lmdemo.train.plan import FinetuneRequest, plan
+    from lmdemo.train.worker import TrainingJobs
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "adapters" / "stopped"
+    planned = plan(FinetuneRequest(task="classification", sample=TOPICS, epochs=6, output=str(out)))
+    jobs = TrainingJobs()
+    jobs.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config, processes=2)
+    deadline = time.time() + 300
+    while jobs.poll().step < 1 and time.time() < deadline:
+        time.sleep(0.5)
+    jobs.cancel()
+    status = jobs.wait(timeout=300)
+    assert status.state == "cancelled", status.message
+    assert 1 <= status.step < status.max_steps == 24  # 6 epochs of 4 steps, stopped early
+    assert (out / "adapter_model.safetensors").is_file()
