@@ -139,8 +139,8 @@ def _resolve(model: Any, owner: str | None) -> tuple[str, str | None]:
 
 # ---------------------------------------------------------------- requests
 
-def _number(body: dict, name: str, kind: type, default: Any, low: float, high: float) -> Any:
-    value = body.get(name)
+def _number(value: Any, name: str, kind: type, default: Any, low: float, high: float) -> Any:
+    """A request's number ``name`` checked against its type and range; ``default`` when absent."""
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
@@ -159,16 +159,15 @@ def _params(body: dict) -> tuple[GenerationParams, list[str]]:
     if body.get("n") not in (None, 1):
         raise APIError(400, "`n` must be 1: lmdemo returns one choice.", param="n")
     d = GenerationParams()
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    params = GenerationParams(
-        max_new_tokens=_number({"max_tokens": max_tokens}, "max_tokens", int, d.max_new_tokens, 1,
-                               GenerationParams._RANGES["max_new_tokens"][1]),
-        temperature=_number(body, "temperature", float, d.temperature, 0, 2),
-        top_p=_number(body, "top_p", float, d.top_p, 0, 1) or d.top_p,
-        seed=_number(body, "seed", int, d.seed, 0, 2**32 - 1),
-        top_k=d.top_k, repetition_penalty=d.repetition_penalty)
-    if body.get("top_p") == 0:
+    max_tokens = _number(body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens", int,
+                         d.max_new_tokens, 1, GenerationParams._RANGES["max_new_tokens"][1])
+    temperature = _number(body.get("temperature"), "temperature", float, d.temperature, 0, 2)
+    top_p = _number(body.get("top_p"), "top_p", float, d.top_p, 0, 1)
+    if top_p == 0:
         raise APIError(400, "`top_p` must be above 0.", param="top_p")
+    params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                              seed=_number(body.get("seed"), "seed", int, d.seed, 0, 2**32 - 1),
+                              top_k=d.top_k, repetition_penalty=d.repetition_penalty)
     stop = body.get("stop")
     stop = [] if stop is None else [stop] if isinstance(stop, str) else stop
     if not isinstance(stop, list):

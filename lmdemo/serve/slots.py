@@ -39,8 +39,8 @@ class Slot:
 
     @contextlib.contextmanager
     def hold(self, gone: threading.Event | None = None, bounded: bool = True) -> Iterator[None]:
-        """Wait for the slot (BusyError when ``bounded`` and the line is full; returns early, unheld, when
-        ``gone`` is set while waiting) and hold it for the block."""
+        """Wait for the slot and hold it for the block; BusyError when ``bounded`` and the line is full, or when
+        ``gone`` is set while waiting (the caller left)."""
         with self._line:
             if bounded:
                 self.check_line()

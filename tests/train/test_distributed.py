@@ -174,6 +174,19 @@ def test_processes_is_refused_under_a_launcher(monkeypatch, capsys):
     assert "give the process count to the launcher" in capsys.readouterr().err
 
 
+def start_two_process_job(monkeypatch, out, epochs):
+    """The app's training worker given a topics run in two CPU processes: (plan, jobs)."""
+    from lmdemo.train.plan import FinetuneRequest, plan
+    from lmdemo.train.worker import TrainingJobs
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    planned = plan(FinetuneRequest(task="classification", sample=TOPICS, epochs=epochs, output=str(out)))
+    jobs = TrainingJobs()
+    jobs.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config, processes=2)
+    return planned, jobs
+
+
 @pytest.mark.slow
 def test_the_apps_worker_trains_in_two_processes(prepared, tmp_path, monkeypatch):
     """The Fine-tune tab's path on a machine with several GPUs, run on CPU: the worker starts torchrun on the
@@ -185,15 +198,9 @@ def test_the_apps_worker_trains_in_two_processes(prepared, tmp_path, monkeypatch
 
     from lmdemo.models import store
     from lmdemo.train.classifier import ClassifierTrainConfig
-    from lmdemo.train.plan import FinetuneRequest, plan
-    from lmdemo.train.worker import TrainingJobs
 
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "adapters" / "two"
-    planned = plan(FinetuneRequest(task="classification", sample=TOPICS, epochs=1, output=str(out)))
-    jobs = TrainingJobs()
-    jobs.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config, processes=2)
+    planned, jobs = start_two_process_job(monkeypatch, out, epochs=1)
     status = jobs.wait(timeout=600)
     assert status.state == "finished", status.message
     rows, batch = len(planned.data.train), ClassifierTrainConfig(**planned.config).batch_size
@@ -211,15 +218,8 @@ def test_cancel_stops_every_rank_at_the_same_step_and_keeps_the_adapter(prepared
     """Cancel in a two-process run: the ranks agree on the step to stop at (no rank left waiting), rank 0 saves."""
     import time
 
-    from lmdemo.train.plan import FinetuneRequest, plan
-    from lmdemo.train.worker import TrainingJobs
-
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "adapters" / "stopped"
-    planned = plan(FinetuneRequest(task="classification", sample=TOPICS, epochs=6, output=str(out)))
-    jobs = TrainingJobs()
-    jobs.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config, processes=2)
+    _, jobs = start_two_process_job(monkeypatch, out, epochs=6)
     deadline = time.time() + 300
     while jobs.poll().step < 1 and time.time() < deadline:
         time.sleep(0.5)
