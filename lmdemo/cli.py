@@ -297,10 +297,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     # Under torchrun, which also forwards Ctrl-C, ranks could stop at different steps: there Ctrl-C just aborts.
     handler = on_sigint if distributed.world_size() == 1 else signal.getsignal(signal.SIGINT)
     previous = signal.signal(signal.SIGINT, handler)
+    from lmdemo.train import runlog
+
+    clock = runlog.RunClock()
     try:
         # The Trainer prints its log dicts to stdout; stdout is for the summary JSON alone.
         with contextlib.redirect_stdout(sys.stderr):
-            result = run_plan(planned, stop_event=stop)
+            result = run_plan(planned, on_log=clock.on_log, stop_event=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
     if not rank0:
@@ -309,6 +312,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     data = planned.data
     summary = {"output_dir": result.output_dir, "metrics": result.metrics, "stopped_early": stop.is_set(),
                "train_rows": len(data.train), "validation_rows": len(data.validation)}
+    comparison = None
     if not args.no_compare and data.validation:
         from lmdemo.eval.compare import compare_base_and_adapter
 
@@ -317,6 +321,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             comparison = compare_base_and_adapter(planned.task, data.validation, planned.config["base_model"],
                                                   result.output_dir, examples=0)
         summary["comparison"] = comparison["metrics"]
+    record = runlog.record(clock, planned.task, planned.config, None, comparison, stop.is_set())
+    runlog.write(result.output_dir, record)
+    summary["actual"] = record["actual"]
+    print(f"training {runlog.versus(record['actual'], None)}", file=sys.stderr)
+    if record["warning"]:
+        summary["warning"] = record["warning"]
+        print(record["warning"], file=sys.stderr)
     print(json.dumps(summary, indent=2))
     distributed.finish()
     return 0

@@ -292,6 +292,14 @@ def finetune_tab() -> None:
         compare_table = gr.Dataframe(label=i("before_after"), headers=["model", "accuracy", "f1"], interactive=False)
     compare_examples = gr.Dataframe(label=i("side_by_side"), headers=["input", "reference", "base", "fine-tuned"],
                                     interactive=False, wrap=True, column_widths=["25%"] * 4)
+    with gr.Accordion(i("past_runs"), open=False):
+        with gr.Row():
+            past_pick = gr.Dropdown(choices=[], value=None, label=i("past_run"), elem_id="past-run", scale=3)
+            past_refresh = gr.Button(i("refresh"), scale=0)
+        past_md = gr.Markdown(elem_id="past-run-summary")
+        with gr.Row():
+            past_loss = gr.LinePlot(x="step", y="loss", label=i("loss"), height=200)
+            past_val = gr.LinePlot(x="step", y="loss", label=i("val_loss"), height=200)
     with gr.Accordion(i("adapters"), open=False):
         adapters = gr.Dataframe(headers=["name", "task", "base", "metrics"], interactive=False, elem_id="adapters-table")
         with gr.Row():
@@ -320,7 +328,8 @@ def finetune_tab() -> None:
     for trigger in (check.click, upload.upload, sample.change):
         trigger(h.check_training_data, data_inputs, [preview, data_summary, first_col, second_col],
                 api_name="ui_check_data", api_visibility="private")
-    estimate_btn.click(h.estimate_training, data_inputs + [base, quantize, lora_r, ft_source, ft_target], estimate_md,
+    estimate_btn.click(h.estimate_training, data_inputs + [base, quantize, lora_r, ft_source, ft_target, epochs],
+                       estimate_md,
                        concurrency_id="training", api_name="ui_estimate", api_visibility="private")
     start.click(h.start_training, data_inputs + [base, epochs, lr, lora_r, quantize, name, ft_source, ft_target,
                                                  processes], None,
@@ -332,6 +341,10 @@ def finetune_tab() -> None:
     # Filled on every page load by a private event (a callable value would be published as an API endpoint).
     gr.on(None, h.adapters_table, None, adapters, queue=False, api_visibility="private")
     gr.on(None, h.share_choices, None, share_pick, queue=False, api_visibility="private")
+    gr.on(None, h.past_run_choices, None, past_pick, queue=False, api_visibility="private")
+    past_refresh.click(h.past_run_choices, None, past_pick, queue=False, api_visibility="private")
+    past_pick.change(h.show_past_run, past_pick, [past_md, past_loss, past_val], queue=False,
+                     api_visibility="private")
     remove.click(h.remove_adapter, adapter_name, adapters, api_name="ui_remove_adapter", api_visibility="private")
     merge.click(h.merge_adapter, adapter_name, merge_md, concurrency_id="training", api_name="ui_merge_adapter",
                 api_visibility="private")

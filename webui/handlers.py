@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -493,15 +494,35 @@ def check_training_data(task: str, sample: str | None, upload: str | None, first
     return preview, plan_summary_text(planned.summary()), *choices
 
 
+_ESTIMATES: OrderedDict[str | None, tuple[tuple, dict]] = OrderedDict()  # owner -> (plan key, estimate), bounded
+MAX_ESTIMATES_KEPT = 256
+
+
+def _plan_key(planned) -> tuple:
+    """What an estimate depends on: a run started with the same key is shown beside the estimate made for it."""
+    config = planned.config
+    return (planned.task, config["base_model"], config.get("quantize"), config.get("lora_r"), config.get("epochs"),
+            len(planned.data.train))
+
+
 @friendly
 def estimate_training(task: str, sample: str | None, upload: str | None, first_col: str | None,
                       second_col: str | None, base: str, quantize: str, lora_r: float, source: str = "en",
-                      target: str = "fr", request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+                      target: str = "fr", epochs: float | None = None, request: gr.Request = None,
+                      progress=gr.Progress(track_tqdm=True)):
     from lmdemo.train.plan import estimate_plan
 
     req = finetune_request(task, sample, upload, first_col, second_col, base=base, quantize=quantize,
-                           lora_r=int(lora_r), source=source, target=target)
-    return estimate_plan(plan(req)).text()
+                           lora_r=int(lora_r), source=source, target=target,
+                           epochs=float(epochs) if epochs else None)
+    planned = plan(req)
+    est = estimate_plan(planned)
+    owner = owner_of(request)
+    _ESTIMATES.pop(owner, None)
+    _ESTIMATES[owner] = (_plan_key(planned), est.to_dict())
+    while len(_ESTIMATES) > MAX_ESTIMATES_KEPT:
+        _ESTIMATES.popitem(last=False)
+    return est.text()
 
 
 def task_settings(task: str):
@@ -539,8 +560,9 @@ def start_job(req: FinetuneRequest, request: gr.Request | None = None, processes
 
         check_processes(processes)
     planned = plan(req)
+    key, estimate = _ESTIMATES.get(owner, (None, None))
     status = JOBS.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config,
-                        owner=owner, processes=processes)
+                        owner=owner, processes=processes, estimate=estimate if key == _plan_key(planned) else None)
     return planned, status
 
 
@@ -582,8 +604,7 @@ def plain(value: Any) -> str:
 def training_status(request: gr.Request = None):
     """Progress line, loss plot data, comparison tables of the caller's own run: polled by a timer, so a reloaded
     page re-attaches."""
-    import pandas as pd
-
+    from lmdemo.train import runlog
     from lmdemo.train.worker import JOBS
 
     st = JOBS.poll(owner_of(request))
@@ -591,22 +612,79 @@ def training_status(request: gr.Request = None):
         return ("The training slot is busy with another visitor's run." if JOBS.busy() else "No training job yet."), \
             None, None, None, None
     eta = f" · ETA {st.eta_seconds:.0f} s" if st.eta_seconds is not None and st.running else ""
+    rate = f" · {st.steps_per_second:.2f} it/s" if st.running else ""
+    warning = runlog.worse_than_base(st.task, st.comparison)
     line = (f"**{plain(st.name)}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
-            f" · {st.steps_per_second:.2f} it/s{eta} · {st.elapsed:.0f} s — {plain(st.message)}"
+            f"{rate}{eta} · {st.elapsed:.0f} s — {plain(st.message)}"
+            + (f"  \n{plain(runlog.versus(st.run['actual'], st.run.get('estimate')))}" if st.run.get("actual") else "")
+            + (f"  \n**⚠️ {plain(warning)}**" if warning else "")
             + "".join(f"  \n_{plain(note)}_" for note in st.notes)
             + ("  \n_(the last run before the app restarted)_" if st.restored else ""))
+    return (line, *loss_frames(st.losses), *comparison_frames(st.comparison))
+
+
+def loss_frames(points: list[dict]):
+    """(train loss, validation loss) frames of a run's curve points, None where a series has no point yet."""
+    import pandas as pd
 
     def curve(key: str):
-        points = [{"step": p["step"], "loss": p[key]} for p in st.losses if key in p]
-        return pd.DataFrame(points) if points else None
+        rows = [{"step": p["step"], "loss": p[key]} for p in points if key in p]
+        return pd.DataFrame(rows) if rows else None
+    return curve("loss"), curve("eval_loss")
+
+
+def comparison_frames(comparison: dict):
+    """(metrics table, side-by-side examples) of a base vs fine-tuned comparison; None when there is none."""
+    import pandas as pd
+
     metrics = examples = None
-    if st.comparison:
-        cmp = st.comparison
+    if comparison:
+        cmp = comparison
         names = list(cmp["metrics"]["base"])
         metrics = pd.DataFrame([[who, *[round(v, 4) for v in cmp["metrics"][who].values()]]
                                 for who in ("base", "fine-tuned")], columns=["model", *names])
-        examples = pd.DataFrame(cmp["examples"])
-    return line, curve("loss"), curve("eval_loss"), metrics, examples
+        examples = pd.DataFrame(cmp.get("examples") or [])
+    return metrics, examples
+
+
+def _own_runs(request: gr.Request | None) -> dict[str, Path]:
+    """The caller's adapters that carry a run record (their own only: settings and timings are theirs)."""
+    from lmdemo.models.adapters import list_adapters
+    from lmdemo.train.runlog import RUN_FILE
+
+    return {a.name: a.path for a in list_adapters(owner=owner_of(request))
+            if a.owned and (a.path / RUN_FILE).is_file()}
+
+
+def past_run_choices(request: gr.Request = None):
+    """The Past runs picker: the caller's runs, newest first."""
+    names = list(_own_runs(request))
+    return gr.Dropdown(choices=names, value=names[0] if names else None)
+
+
+@friendly
+def show_past_run(name: str | None, request: gr.Request = None):
+    """A past run's settings, figures and curves, read back from its adapter folder."""
+    from lmdemo.train import runlog
+
+    if not name:
+        return "No past run picked.", None, None
+    folder = _own_runs(request).get(name)
+    if folder is None:
+        raise InputError(f"No run record for {name!r} among your adapters.")
+    rec = runlog.read(folder)
+    settings = ", ".join(f"{k} {v}" for k, v in (rec.get("settings") or {}).items() if v is not None)
+    metrics = rec.get("metrics") or {}
+    scores = " · ".join(f"{who}: " + ", ".join(f"{k} {v:.3f}" for k, v in (metrics.get(who) or {}).items()
+                                               if isinstance(v, (int, float)))
+                        for who in ("base", "fine-tuned") if metrics.get(who))
+    lines = [f"**{plain(name)}** ({plain(rec.get('task', '?'))}) · finished {plain(rec.get('finished', '?'))}"
+             + (" · stopped early" if rec.get("stopped") else ""),
+             plain(runlog.versus(rec.get("actual") or {}, rec.get("estimate"))),
+             f"settings: {plain(settings)}"] + ([plain(scores)] if scores else [])
+    if rec.get("warning"):
+        lines.append(f"**⚠️ {plain(rec['warning'])}**")
+    return "  \n".join(lines), *loss_frames(rec.get("curve") or [])
 
 
 # ---------------------------------------------------------------- adapters

@@ -20,20 +20,27 @@ class Estimate:
     peak_memory_mb: float
     trainable_params: int
     total_params: int
+    total_steps: int = 0  # the planned run's steps (0: unknown)
+
+    @property
+    def total_seconds(self) -> float:
+        return self.total_steps * self.seconds_per_step
 
     def to_dict(self) -> dict:
         return {"text": self.text(), "seconds_per_step": self.seconds_per_step, "steps_per_epoch": self.steps_per_epoch,
                 "seconds_per_epoch": self.seconds_per_epoch, "peak_memory_mb": self.peak_memory_mb,
-                "trainable_params": self.trainable_params, "total_params": self.total_params}
+                "trainable_params": self.trainable_params, "total_params": self.total_params,
+                "total_steps": self.total_steps, "total_seconds": self.total_seconds}
 
     def text(self) -> str:
+        run = f" · {self.total_steps} steps: ~{self.total_seconds:.0f} s of training" if self.total_steps else ""
         return (f"~{self.seconds_per_epoch / 60:.1f} min per epoch ({self.steps_per_epoch} steps × "
-                f"{self.seconds_per_step:.2f} s) · ~{self.peak_memory_mb:.0f} MB of memory · "
+                f"{self.seconds_per_step:.2f} s){run} · ~{self.peak_memory_mb:.0f} MB of memory · "
                 f"{self.trainable_params:,} trainable of {self.total_params:,} parameters")
 
 
 def estimate(task: str, base_model: str, n_train: int, batch_size: int, max_length: int, quantize: str | None = None,
-             labels: int = 2, lora_r: int = 8) -> Estimate:
+             labels: int = 2, lora_r: int = 8, total_steps: int = 0) -> Estimate:
     """Time two optimiser steps on a synthetic full-length batch; memory is the process's RSS growth."""
     from peft import LoraConfig, TaskType, get_peft_model
 
@@ -66,4 +73,4 @@ def estimate(task: str, base_model: str, n_train: int, batch_size: int, max_leng
     total = sum(p.numel() for p in model.parameters())
     peak = (psutil.Process().memory_info().rss - rss0) / 2**20
     steps = math.ceil(max(1, n_train) / batch_size)
-    return Estimate(times[-1], steps, times[-1] * steps, peak, trainable, total)
+    return Estimate(times[-1], steps, times[-1] * steps, peak, trainable, total, total_steps)

@@ -7,6 +7,7 @@ The CLI's ``finetune``, the Fine-tune tab and the API all build a :class:`Finetu
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,6 @@ def plan(req: FinetuneRequest, settle: bool = True) -> TrainingPlan:
         config["task"] = req.task
         config.update({k: getattr(req, k) for k in ("source", "target") if getattr(req, k)})
     if req.max_steps is not None:
-        if req.task == "classification":
-            raise InputError("--max-steps is for sft and seq2seq; classification trains whole epochs (--epochs).")
         config["max_steps"] = req.max_steps
     if settle:
         CONFIGS[req.task](**config)  # validated now, so a bad setting fails before the worker starts
@@ -144,9 +143,18 @@ def estimate_plan(planned: TrainingPlan):
     from lmdemo.train.estimate import estimate
 
     batch, length = ESTIMATE_SHAPE[planned.task]
-    return estimate(planned.task, planned.config["base_model"], len(planned.data.train), batch, length,
+    n = len(planned.data.train)
+    config = CONFIGS[planned.task](**planned.config)
+    if planned.task == "classification":
+        from lmdemo.train.classifier import schedule
+
+        batch, steps = schedule(n, config)
+    else:
+        batch = getattr(config, "batch_size", batch)
+        steps = config.max_steps or math.ceil(config.epochs * math.ceil(n / batch))
+    return estimate(planned.task, planned.config["base_model"], n, batch, length,
                     quantize=planned.config.get("quantize"), labels=max(2, len(planned.data.labels)),
-                    lora_r=int(planned.config.get("lora_r") or task_defaults(planned.task)["lora_r"]))
+                    lora_r=int(planned.config.get("lora_r") or task_defaults(planned.task)["lora_r"]), total_steps=steps)
 
 
 def train_rows(task: str, train: list[dict], validation: list[dict], config: dict[str, Any], on_log=None,

@@ -34,6 +34,8 @@ class JobStatus:
     losses: list[dict] = field(default_factory=list)  # {"step", "loss"} and {"step", "eval_loss"}
     comparison: dict = field(default_factory=dict)  # base vs fine-tuned metrics and examples
     notes: list[str] = field(default_factory=list)  # e.g. demo-mode caps applied to this run
+    run: dict = field(default_factory=dict)  # after training: {"actual": ..., "estimate": ...} (lmdemo.train.runlog)
+    first_step: tuple[int, float] | None = None  # (step, time) of the first step seen: the rate leaves out start-up
     owner: str | None = None  # who started it: only they see its details and may cancel it
     restored: bool = False  # read back from disk after a restart
 
@@ -47,7 +49,10 @@ class JobStatus:
 
     @property
     def steps_per_second(self) -> float:
-        return self.step / self.elapsed if self.step and self.elapsed else 0.0
+        """Measured from the first step, so starting the worker and loading the model do not count."""
+        if not self.first_step or self.step <= self.first_step[0]:
+            return 0.0
+        return (self.step - self.first_step[0]) / max(1e-6, time.time() - self.first_step[1])
 
     @property
     def eta_seconds(self) -> float | None:
@@ -73,6 +78,13 @@ def demo_limits(task: str, train: list[dict], validation: list[dict], config: di
     if task == "sft":
         config["max_steps"] = min(config.get("max_steps") or lim.max_steps, lim.max_steps)
         notes.append(f"demo mode: {config['max_steps']} steps at most")
+    elif task == "classification":
+        from lmdemo.train.classifier import ClassifierTrainConfig, schedule
+
+        steps = schedule(len(train), ClassifierTrainConfig(**config))[1]
+        if steps > lim.max_steps:
+            config["max_steps"] = lim.max_steps
+            notes.append(f"demo mode: {lim.max_steps} steps at most")
     return train, validation, config, notes
 
 
@@ -138,26 +150,35 @@ def _train_in_ranks(processes: int, task: str, train: list[dict], validation: li
 
 
 def _worker(task: str, train: list[dict], validation: list[dict], config: dict, events, stop,
-            parent: int | None = None, processes: int = 1) -> None:
+            parent: int | None = None, processes: int = 1, estimate: dict | None = None) -> None:
     """Runs in the child process: train (in several processes under torchrun when ``processes`` > 1), compare
     with the base model, report through ``events``."""
     if parent is not None:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
+        from lmdemo.train import runlog
+        from lmdemo.train.plan import train_rows
+
+        clock = runlog.RunClock()  # after the imports above: memory counted from here is the run's own
+
         def log(entry: dict) -> None:
+            clock.on_log(entry)
             events.put({"type": "log", **{k: v for k, v in entry.items() if isinstance(v, (int, float, str))}})
 
         if processes > 1:
             output_dir = _train_in_ranks(processes, task, train, validation, config, log, stop)
         else:
-            from lmdemo.train.plan import train_rows
-
             output_dir = train_rows(task, train, validation, config, on_log=log, stop_event=stop).output_dir
         events.put({"type": "status", "message": "evaluating base and fine-tuned models on the validation split"})
         from lmdemo.eval.compare import compare_base_and_adapter
 
         comparison = compare_base_and_adapter(task, validation, config.get("base_model"), output_dir)
-        events.put({"type": "done", "output_dir": output_dir, "comparison": comparison, "stopped": stop.is_set()})
+        record = runlog.record(clock, task, config, estimate, comparison, stop.is_set())
+        if processes > 1:  # the ranks' memory is not this process's
+            record["actual"].pop("peak_memory_mb", None)
+        runlog.write(output_dir, record)
+        events.put({"type": "done", "output_dir": output_dir, "comparison": comparison, "stopped": stop.is_set(),
+                    "run": {"actual": record["actual"], "estimate": estimate}})
     except BaseException as exc:  # reported to the app; the worker then exits
         events.put({"type": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]})
 
@@ -180,9 +201,10 @@ class TrainingJobs:
         self._last: dict[str | None, JobStatus] = {}  # owner -> their last job, once the slot moved on
 
     def start(self, name: str, task: str, train: list[dict], validation: list[dict], config: dict,
-              owner: str | None = None, processes: int = 1) -> JobStatus:
+              owner: str | None = None, processes: int = 1, estimate: dict | None = None) -> JobStatus:
         """Start a job; in demo mode its size is capped first (``status.message`` names the caps). ``processes``
-        > 1: trained by that many processes under torchrun (one per GPU)."""
+        > 1: trained by that many processes under torchrun (one per GPU). ``estimate``: the Estimate made for this
+        plan, kept beside the measured figures."""
         train, validation, config, notes = demo_limits(task, train, validation, config)
         with self._lock:
             self._drain()
@@ -199,7 +221,7 @@ class TrainingJobs:
                                     output_dir=config["output_dir"], notes=notes, owner=owner,
                                     message="starting the worker process")
             self._proc = self._ctx.Process(target=_worker, args=(task, train, validation, config, self._events,
-                                                                 self._stop, os.getpid(), processes),
+                                                                 self._stop, os.getpid(), processes, estimate),
                                            daemon=True, name="lmdemo-train")
             self._proc.start()
             return self.status
@@ -273,6 +295,8 @@ class TrainingJobs:
                 if st.state == "starting":
                     st.state, st.message = "running", "training"
                 st.step = int(event.get("step", st.step))
+                if st.first_step is None and st.step >= 1:
+                    st.first_step = (st.step, time.time())
                 st.max_steps = int(event.get("max_steps", st.max_steps) or st.max_steps)
                 for key in ("loss", "eval_loss"):
                     if key in event:
@@ -282,6 +306,7 @@ class TrainingJobs:
             elif kind == "done":
                 st.state = "cancelled" if event["stopped"] else "finished"
                 st.output_dir, st.comparison = event["output_dir"], event["comparison"]
+                st.run = event.get("run") or {}
                 st.message = ("cancelled; the adapter trained so far is saved" if event["stopped"]
                               else "finished")
             elif kind == "error":

@@ -67,9 +67,9 @@ def test_torchrun_classification_shards_the_data_and_rank0_saves_once(cpu_env, t
     from lmdemo.models import store
 
     out = tmp_path / "adapters" / "topics"
-    proc = run(torchrun("finetune", "classification", "--sample", TOPICS, "--epochs", "1", "--output", str(out)),
+    proc = run(torchrun("finetune", "classification", "--sample", TOPICS, "--max-steps", "4", "--output", str(out)),
                cpu_env)
-    # 240 rows at 32 a process: 4 steps of 2 x 32 rows (one process would take 8)
+    # 4 steps of 2 x 32 rows: each process reads its own shard
     summary = check_one_adapter_from_rank0(out, proc, steps=4)
     assert summary["train_rows"] == 240 and summary["validation_rows"] == 120
     meta = json.loads((out / "lmdemo.json").read_text())
@@ -174,14 +174,14 @@ def test_processes_is_refused_under_a_launcher(monkeypatch, capsys):
     assert "give the process count to the launcher" in capsys.readouterr().err
 
 
-def start_two_process_job(monkeypatch, out, epochs):
+def start_two_process_job(monkeypatch, out, max_steps):
     """The app's training worker given a topics run in two CPU processes: (plan, jobs)."""
     from lmdemo.train.plan import FinetuneRequest, plan
     from lmdemo.train.worker import TrainingJobs
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    planned = plan(FinetuneRequest(task="classification", sample=TOPICS, epochs=epochs, output=str(out)))
+    planned = plan(FinetuneRequest(task="classification", sample=TOPICS, max_steps=max_steps, output=str(out)))
     jobs = TrainingJobs()
     jobs.start(planned.name, planned.task, planned.data.train, planned.data.validation, planned.config, processes=2)
     return planned, jobs
@@ -197,16 +197,17 @@ def test_the_apps_worker_trains_in_two_processes(prepared, tmp_path, monkeypatch
     from transformers import AutoModelForSequenceClassification
 
     from lmdemo.models import store
-    from lmdemo.train.classifier import ClassifierTrainConfig
+    from lmdemo.train.classifier import ClassifierTrainConfig, schedule
 
     out = tmp_path / "adapters" / "two"
-    planned, jobs = start_two_process_job(monkeypatch, out, epochs=1)
+    planned, jobs = start_two_process_job(monkeypatch, out, max_steps=4)
     status = jobs.wait(timeout=600)
     assert status.state == "finished", status.message
-    rows, batch = len(planned.data.train), ClassifierTrainConfig(**planned.config).batch_size
-    # each process steps through its half of the rows: half the steps one process would take
-    assert status.max_steps == math.ceil(math.ceil(rows / 2) / batch) < math.ceil(rows / batch)
-    assert status.step == status.max_steps and status.losses, status.losses  # rank 0's logs, through its progress file
+    assert status.step == status.max_steps == 4 and status.losses, status.losses  # rank 0's logs, via its progress file
+    # by epochs, each process steps through its half of the rows: half the steps one process would take
+    rows, cfg = len(planned.data.train), ClassifierTrainConfig(output_dir="x", epochs=12)
+    batch, two = schedule(rows, cfg, processes=2)
+    assert two == math.ceil(12 * math.ceil(rows / (2 * batch))) == schedule(rows, cfg)[1] / 2
     assert {"base", "fine-tuned"} <= set(status.comparison["metrics"]) and status.output_dir == str(out)
     assert [p.name for p in out.parent.iterdir()] == ["two"]  # one adapter folder, nothing left aside
     base = AutoModelForSequenceClassification.from_pretrained(store.ensure("all-minilm-l6-v2"), num_labels=4)
@@ -219,12 +220,12 @@ def test_cancel_stops_every_rank_at_the_same_step_and_keeps_the_adapter(prepared
     import time
 
     out = tmp_path / "adapters" / "stopped"
-    _, jobs = start_two_process_job(monkeypatch, out, epochs=6)
+    _, jobs = start_two_process_job(monkeypatch, out, max_steps=24)
     deadline = time.time() + 300
     while jobs.poll().step < 1 and time.time() < deadline:
         time.sleep(0.5)
     jobs.cancel()
     status = jobs.wait(timeout=300)
     assert status.state == "cancelled", status.message
-    assert 1 <= status.step < status.max_steps == 24  # 6 epochs of 4 steps, stopped early
+    assert 1 <= status.step < status.max_steps == 24  # stopped early
     assert (out / "adapter_model.safetensors").is_file()

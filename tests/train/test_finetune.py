@@ -84,7 +84,7 @@ def test_classifier_lora_run_saves_a_standard_adapter(prepared, tmp_path):
     from safetensors.torch import load_file
 
     out = tmp_path / "topics"
-    cfg = ClassifierTrainConfig(output_dir=str(out), epochs=1, batch_size=8, learning_rate=5e-3)
+    cfg = ClassifierTrainConfig(output_dir=str(out), max_steps=4, batch_size=8, learning_rate=5e-3)
     result = train_classifier(ROWS, ROWS[:4], cfg)
     assert {"adapter_config.json", "adapter_model.safetensors", "lmdemo.json"} <= {p.name for p in out.iterdir()}
     weights = load_file(out / "adapter_model.safetensors")
@@ -149,7 +149,7 @@ def test_card_and_merge_into_a_full_model(prepared, tmp_path):
     from lmdemo.models import store
 
     out = tmp_path / "merge-me"
-    train_classifier(ROWS, ROWS[:4], ClassifierTrainConfig(output_dir=str(out), epochs=1, batch_size=8))
+    train_classifier(ROWS, ROWS[:4], ClassifierTrainConfig(output_dir=str(out), max_steps=2, batch_size=8))
     card = ModelCard.load(out / "README.md")
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.library_name == "peft"
     assert "eval_accuracy" in card.text and "business, sport" in card.text
