@@ -188,7 +188,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.adapter:
         models.append(args.adapter)
     req = evaluation.EvalRequest(args.task, args.data, models=models, limit=args.limit,
-                                 columns=parse_columns(args.columns))
+                                 columns=parse_columns(args.columns), source=args.source, target=args.target)
     comparison = evaluation.compare_models(req)
     if args.predictions:
         evaluation.write_predictions(comparison.results[0][1], args.predictions)
@@ -321,6 +321,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             comparison = compare_base_and_adapter(planned.task, data.validation, planned.config["base_model"],
                                                   result.output_dir, examples=0)
         summary["comparison"] = comparison["metrics"]
+        summary["paired"] = comparison.get("paired")
+        from lmdemo.models.adapters import paired_sentence
+
+        if sentence := paired_sentence(summary["paired"]):
+            print(sentence, file=sys.stderr)
     record = runlog.record(clock, planned.task, planned.config, None, comparison, stop.is_set())
     runlog.write(result.output_dir, record)
     summary["actual"] = record["actual"]
@@ -430,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lmdemo.jobs.generation import GenerationRequest
     from lmdemo.jobs.lmlab import BigramRequest, NextTokensRequest
     from lmdemo.jobs.summarization import SummaryRequest
+    from lmdemo.jobs.base import defaults
     from lmdemo.jobs.translation import TranslationRequest
 
     parser = argparse.ArgumentParser(prog="python -m lmdemo", description="Run and compare small language models.")
@@ -499,6 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--columns", nargs="*", metavar="OLD=NEW", help="rename file columns to the task's fields")
     ev.add_argument("--predictions", metavar="OUT.jsonl", help="write each example with its prediction (first model)")
     ev.add_argument("--save", metavar="RESULTS.json", help="write the result summary as JSON (first model)")
+    translate = defaults(TranslationRequest)
+    for key in ("source", "target"):  # None here: the library applies translate's default (shown) itself
+        ev.add_argument(f"--{key}", help=f"translation: {key} language of rows without a `{key}_lang` column; "
+                                         f"rows with one keep theirs (default: {translate[key]})")
     _model_args(ev)
     ev.set_defaults(func=cmd_eval)
 

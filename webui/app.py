@@ -46,6 +46,20 @@ def _examples(rows: list[list], inputs: list) -> gr.Examples:
     return gr.Examples(rows, inputs=inputs, example_labels=labels, label=i("examples"))
 
 
+def watch_adapters(outputs: list, update) -> None:
+    """Refresh ``outputs`` with ``update(request)`` whenever the caller's adapters change (a run just saved one,
+    another page removed one), so a new adapter is in every picker at once, without a reload."""
+    seen = gr.State("")
+
+    def tick(last: str, request: gr.Request):
+        now = h.adapters_signature(request)
+        if now == last:
+            return [gr.skip()] * (len(outputs) + 1)
+        return [now, *update(request)]
+
+    gr.Timer(2.0).tick(tick, seen, [seen, *outputs], queue=False, api_visibility="private", show_progress="hidden")
+
+
 def _model_box(default: str, choices: list[str]) -> gr.Dropdown:
     return gr.Dropdown(choices=choices, value=default, allow_custom_value=True, label=i("model"), scale=2)
 
@@ -227,6 +241,11 @@ def evaluate_tab() -> None:
         models = gr.Textbox(value=", ".join(EVAL["models"]), label=i("eval_models"), scale=2,
                             elem_id="evaluate-models")
         upload = limits.File(label=i("eval_file"), file_types=[".jsonl", ".csv", ".tsv"], type="filepath")
+    langs = [(lang_name, code) for code, lang_name in LANGUAGES.items()]
+    with gr.Row(visible=EVAL["task"] == "translation") as pair_row:  # for files without language columns
+        source = gr.Dropdown(langs, value=TR["source"], label=i("source_lang"), elem_id="evaluate-source")
+        target = gr.Dropdown(langs, value=TR["target"], label=i("target_lang"), elem_id="evaluate-target")
+    task.change(lambda t: gr.Row(visible=t == "translation"), task, pair_row, queue=False, api_visibility="private")
     with gr.Row():
         run = gr.Button(i("evaluate"), variant="primary")
         stop_btn = gr.Button(i("stop"), variant="stop")
@@ -237,7 +256,8 @@ def evaluate_tab() -> None:
                             interactive=False)
     download = gr.DownloadButton(i("download_json"), visible=False)
     stop = gr.State(h.StopEvent())
-    ev = run.click(h.in_slot(h.run_evaluation), [task, upload, models, limit, stop], [table, chart, examples, download],
+    ev = run.click(h.in_slot(h.run_evaluation), [task, upload, models, limit, stop, source, target],
+                   [table, chart, examples, download],
                    concurrency_id="causal-lm", api_name="ui_evaluate", api_visibility="private")
     # The flag stops the scoring between examples (cancelling the event would leave it running), and the run
     # then ends with "Evaluation stopped after N of M examples" on the page.
@@ -247,7 +267,7 @@ def evaluate_tab() -> None:
 def finetune_tab() -> None:
     from lmdemo.data.tabular import SAMPLES
 
-    base_default, epochs_default, lr_default, r_default, _ = h.task_settings(FT["task"])
+    base_default, epochs_default, lr_default, r_default, *_ = h.task_settings(FT["task"])
     with gr.Row():
         task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft"),
                          ("translation (seq2seq)", "translation"), ("summarisation (seq2seq)", "summarisation")],
@@ -298,8 +318,8 @@ def finetune_tab() -> None:
             past_refresh = gr.Button(i("refresh"), scale=0)
         past_md = gr.Markdown(elem_id="past-run-summary")
         with gr.Row():
-            past_loss = gr.LinePlot(x="step", y="loss", label=i("loss"), height=200)
-            past_val = gr.LinePlot(x="step", y="loss", label=i("val_loss"), height=200)
+            past_loss = gr.LinePlot(x="step", y="loss", label=i("past_loss"), height=200)
+            past_val = gr.LinePlot(x="step", y="loss", label=i("past_val_loss"), height=200)
     with gr.Accordion(i("adapters"), open=False):
         adapters = gr.Dataframe(headers=["name", "task", "base", "metrics"], interactive=False, elem_id="adapters-table")
         with gr.Row():
@@ -323,7 +343,8 @@ def finetune_tab() -> None:
         share_md = gr.Markdown()
         card = gr.Code(language="markdown", label="README.md", interactive=False)
 
-    task.change(h.task_settings, task, [base, epochs, lr, lora_r, pair_row], queue=False, api_visibility="private")
+    task.change(h.task_settings, task, [base, epochs, lr, lora_r, pair_row, sample], queue=False,
+                api_visibility="private")
     data_inputs = [task, sample, upload, first_col, second_col]
     for trigger in (check.click, upload.upload, sample.change):
         trigger(h.check_training_data, data_inputs, [preview, data_summary, first_col, second_col],
@@ -341,7 +362,7 @@ def finetune_tab() -> None:
     # Filled on every page load by a private event (a callable value would be published as an API endpoint).
     gr.on(None, h.adapters_table, None, adapters, queue=False, api_visibility="private")
     gr.on(None, h.share_choices, None, share_pick, queue=False, api_visibility="private")
-    gr.on(None, h.past_run_choices, None, past_pick, queue=False, api_visibility="private")
+    watch_adapters([share_pick, past_pick], lambda request: [h.share_choices(request), h.past_run_choices(request)])
     past_refresh.click(h.past_run_choices, None, past_pick, queue=False, api_visibility="private")
     past_pick.change(h.show_past_run, past_pick, [past_md, past_loss, past_val], queue=False,
                      api_visibility="private")
@@ -442,12 +463,15 @@ def api_bigram(text: str, corpus: str, k: float = BIGRAM["k"], model: str = "", 
 
 @h.friendly
 def api_evaluate(task: str = EVAL["task"], data: str = "", models: str = ", ".join(EVAL["models"]),
-                 limit: int | None = EVAL["limit"], columns: str = "", request: gr.Request = None) -> dict:
+                 limit: int | None = EVAL["limit"], columns: str = "", source: str = "", target: str = "",
+                 request: gr.Request = None) -> dict:
     """Score up to 4 models (comma-separated: default, built-ins, adapters, Hub ids) on the same rows.
 
-    data: a JSONL/CSV file on the server or a Hub dataset id (empty = the bundled set); columns: "old=new, ...".
+    data: a JSONL/CSV file on the server or a Hub dataset id (empty = the bundled set); columns: "old=new, ...";
+    source/target: translation languages of rows without `source_lang`/`target_lang` (empty = translate's).
     """
-    req = EvalRequest(task, h.api_data(data), models=models, limit=limit, columns=parse_columns(columns))
+    req = EvalRequest(task, h.api_data(data), models=models, limit=limit, columns=parse_columns(columns),
+                      source=source or None, target=target or None)
     return h.compare_for(req, request).to_dict()
 
 
@@ -615,6 +639,7 @@ def build() -> gr.Blocks:
             return [gr.Dropdown(choices=h.picker_choices(kind, defaults, request)) for _, kind, defaults in pickers]
 
         demo.load(refresh_pickers, None, [p for p, _, _ in pickers], queue=False, api_visibility="private")
+        watch_adapters([p for p, _, _ in pickers], refresh_pickers)
         api_endpoints()
     # One model-bound job at a time per model family: a 2-core machine gains nothing from more.
     demo.queue(max_size=DEMO_LIMITS.queue_size if get_settings().demo_mode else slots.QUEUE_SIZE,

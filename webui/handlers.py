@@ -310,7 +310,24 @@ def summarise(text_in: str, unit: str, length: float, model: str, stop: threadin
 
 def _lengths(res) -> str:
     return (f"input **{res.input_words}** words ({res.input_tokens} tokens) → summary **{res.summary_words}** words"
-            + (f" · {res.chunks} parts" if res.chunks > 1 else "") + _speed(res))
+            + (f" · {res.chunks} parts" if res.chunks > 1 else "") + _speed(res) + _fact_line(res))
+
+
+# What the summary's fact check did (lmdemo.jobs.summarization.FactCheck), as the tab says it.
+FACT_CHECK = {"passed": "✓ every number and name in the summary is in the text",
+              "regenerated": "⚠️ not in the text: {flagged}; summarised again, told to use only the text's facts",
+              "trimmed": "⚠️ not in the text: {flagged}; cut from the summary",
+              "lead": "⚠️ not in the text: {flagged}; the text's opening sentence shown instead"}
+
+
+def _fact_line(res) -> str:
+    line = FACT_CHECK.get(getattr(res, "fact_check", ""), "")
+    if not line:
+        return ""
+    line = line.format(flagged=", ".join(f"“{plain(f)}”" for f in res.flagged))
+    if res.unsupported:
+        line += " · still unsupported: " + ", ".join(f"“{plain(f)}”" for f in res.unsupported)
+    return f"  \n{line}"
 
 
 def _speed(res) -> str:
@@ -411,13 +428,15 @@ def compare_for(req: EvalRequest, request: gr.Request | None, stop: threading.Ev
 
 @friendly
 def run_evaluation(task: str, upload: str | None, models: str, limit: float, stop: threading.Event | None = None,
-                   request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+                   source: str | None = None, target: str | None = None, request: gr.Request = None,
+                   progress=gr.Progress(track_tqdm=True)):
     """Score each model on the chosen set; returns metrics table, chart data, per-example table, JSON file."""
     import pandas as pd
 
     if stop is not None:
         stop.clear()
-    cmp = compare_for(EvalRequest(task, upload or None, models=models, limit=limit), request, stop)
+    cmp = compare_for(EvalRequest(task, upload or None, models=models, limit=limit, source=source, target=target),
+                      request, stop)
     _show_notes(sorted({note for _, res in cmp.results for note in res.notes}))
     headers, rows = cmp.metrics_rows()
     # One bar per (metric, model), coloured by model: a plain colour split would stack the metrics.
@@ -527,9 +546,13 @@ def estimate_training(task: str, sample: str | None, upload: str | None, first_c
 
 def task_settings(task: str):
     """base, epochs, learning rate and LoRA rank of a task: what the task radio's change puts in the boxes; the
-    language pair shows for translation only."""
+    language pair shows for translation only; the task's first bundled sample is picked (none for seq2seq)."""
+    from lmdemo.data.tabular import SAMPLES
+
     d = task_defaults(task)
-    return d["base"], d["epochs"], d["learning_rate"], d["lora_r"], gr.Row(visible=task == "translation")
+    sample = next((name for name, (kind, *_) in SAMPLES.items() if kind == task), None)
+    return (d["base"], d["epochs"], d["learning_rate"], d["lora_r"], gr.Row(visible=task == "translation"),
+            gr.update(value=sample) if sample else gr.skip())
 
 
 def gpu_count() -> int:
@@ -604,6 +627,7 @@ def plain(value: Any) -> str:
 def training_status(request: gr.Request = None):
     """Progress line, loss plot data, comparison tables of the caller's own run: polled by a timer, so a reloaded
     page re-attaches."""
+    from lmdemo.models.adapters import paired_sentence
     from lmdemo.train import runlog
     from lmdemo.train.worker import JOBS
 
@@ -617,6 +641,7 @@ def training_status(request: gr.Request = None):
     line = (f"**{plain(st.name)}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
             f"{rate}{eta} · {st.elapsed:.0f} s — {plain(st.message)}"
             + (f"  \n{plain(runlog.versus(st.run['actual'], st.run.get('estimate')))}" if st.run.get("actual") else "")
+            + (f"  \n{plain(paired)}" if (paired := paired_sentence((st.comparison or {}).get("paired"))) else "")
             + (f"  \n**⚠️ {plain(warning)}**" if warning else "")
             + "".join(f"  \n_{plain(note)}_" for note in st.notes)
             + ("  \n_(the last run before the app restarted)_" if st.restored else ""))
@@ -645,6 +670,23 @@ def comparison_frames(comparison: dict):
                                 for who in ("base", "fine-tuned")], columns=["model", *names])
         examples = pd.DataFrame(cmp.get("examples") or [])
     return metrics, examples
+
+
+def adapters_signature(request: gr.Request | None = None) -> str:
+    """The caller's visible adapters and their save times: it changes when one is added, retrained or removed, or
+    its run record is written."""
+    from lmdemo.models.adapters import list_adapters
+
+    from lmdemo.train.runlog import RUN_FILE
+
+    def saved(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:  # not there (yet), or removed meanwhile
+            return 0
+    # run.json comes after the adapter (the comparison runs in between): a change of either counts
+    return ";".join(f"{a.name}:{saved(a.path / 'adapter_config.json')}:{saved(a.path / RUN_FILE)}"
+                    for a in list_adapters(owner=owner_of(request)))
 
 
 def _own_runs(request: gr.Request | None) -> dict[str, Path]:
@@ -682,6 +724,10 @@ def show_past_run(name: str | None, request: gr.Request = None):
              + (" · stopped early" if rec.get("stopped") else ""),
              plain(runlog.versus(rec.get("actual") or {}, rec.get("estimate"))),
              f"settings: {plain(settings)}"] + ([plain(scores)] if scores else [])
+    from lmdemo.models.adapters import paired_sentence
+
+    if sentence := paired_sentence(rec.get("paired")):
+        lines.append(plain(sentence))
     if rec.get("warning"):
         lines.append(f"**⚠️ {plain(rec['warning'])}**")
     return "  \n".join(lines), *loss_frames(rec.get("curve") or [])

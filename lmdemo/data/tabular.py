@@ -28,6 +28,7 @@ _BATCH_ROWS = 1024  # Parquet rows decoded at a time
 SAMPLES = {
     "topics (4 classes)": ("classification", "topics_train.jsonl", "topics_heldout.jsonl"),
     "sentiment (2 classes)": ("classification", "../sentiment/train.jsonl", "../sentiment/heldout.jsonl"),
+    "instructions (short answers)": ("sft", "instructions_train.jsonl", "instructions_heldout.jsonl"),
 }
 COLUMNS = {"classification": ("text", "label"), "sft": ("prompt", "response"), "translation": ("source", "target"),
            "summarisation": ("source", "target")}

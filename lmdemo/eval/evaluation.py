@@ -98,29 +98,65 @@ def _hub_records(dataset_id: str) -> Iterator[tuple[int, dict]]:
 
 
 def load_examples(path: str | Path, task: str, column_map: dict[str, str] | None = None,
-                  limit: int | None = None) -> list[dict]:
+                  limit: int | None = None, *, source: str | None = None, target: str | None = None) -> list[dict]:
     """Rows of a JSONL/CSV eval file, or of a Hub dataset id, with the task's fields.
 
     ``column_map`` renames source columns to the task's fields (file column -> field). Reading stops after
     ``limit`` rows, and after MAX_ROWS in any case; string fields are cut at MAX_FIELD_CHARS characters.
+    Translation rows without their own ``source_lang``/``target_lang`` take ``source``/``target`` (None: the
+    translate job's defaults).
     """
-    return _read(path, task, column_map, limit)[0]
+    return _read(path, task, column_map, limit, source, target)[0]
 
 
-def _read(path: str | Path, task: str, column_map: dict[str, str] | None,
-          limit: int | None) -> tuple[list[dict], bool, list[str]]:
-    """(rows, whether the source had more rows than were read, notes on cut fields)."""
+def translation_languages(source: str | None = None, target: str | None = None) -> tuple[str, str]:
+    """Checked (source, target) codes for translation rows that name none; None is `lmdemo translate`'s default."""
+    from lmdemo.data.languages import LANGUAGES
+    from lmdemo.jobs.base import defaults
+    from lmdemo.jobs.translation import TranslationRequest
+
+    default = defaults(TranslationRequest)  # the translate job's own defaults: one place for every face
+    codes = []
+    for key, code in (("source", source), ("target", target)):
+        code = str(default[key] if code is None or not str(code).strip() else code).strip().lower()
+        if code not in LANGUAGES:  # worded as TranslationRequest words it
+            raise InputError(f"`{key}` language {code!r} is not supported; choose one of {', '.join(LANGUAGES)}")
+        codes.append(code)
+    if codes[0] == codes[1]:
+        raise InputError(f"Source and target language are both {LANGUAGES[codes[0]]}.")
+    return codes[0], codes[1]
+
+
+def _with_languages(row: dict, languages: tuple[str, str], where: str) -> bool:
+    """Give a translation row the default languages where it names none, and check its codes; True if filled."""
+    from lmdemo.data.languages import LANGUAGES
+
+    filled = False
+    for key, default in zip(("source_lang", "target_lang"), languages):
+        if row.get(key) is None or not str(row[key]).strip():
+            row[key], filled = default, True
+        code = str(row[key]).strip().lower()
+        if code not in LANGUAGES:
+            raise InputError(f"{where}: `{key}` {code!r} is not supported; choose one of {', '.join(LANGUAGES)}")
+        row[key] = code
+    return filled
+
+
+def _read(path: str | Path, task: str, column_map: dict[str, str] | None, limit: int | None,
+          source: str | None = None, target: str | None = None) -> tuple[list[dict], bool, list[str]]:
+    """(rows, whether the source had more rows than were read, notes on cut fields and filled-in languages)."""
     task = task_name(task)
     rename = column_map or {}
+    languages = translation_languages(source, target) if task == "translation" else None
     if not Path(path).exists() and hub_shaped(str(path).split(":")[0]):
-        return _rows(_hub_records(str(path)), task, rename, str(path), limit)
+        return _rows(_hub_records(str(path)), task, rename, str(path), limit, languages)
     path = Path(path)
     content = read_text(path, MAX_FILE_BYTES)
     if path.suffix.lower() in (".csv", ".tsv"):
         records = _csv_records(content, "\t" if path.suffix.lower() == ".tsv" else ",", path.name)
     else:
         records = _jsonl_records(content, path.name)
-    return _rows(records, task, rename, path.name, limit)
+    return _rows(records, task, rename, path.name, limit, languages)
 
 
 def _csv_records(content: str, delimiter: str, source: str) -> Iterator[tuple[int, dict]]:
@@ -149,17 +185,21 @@ def _jsonl_records(content: str, source: str) -> Iterator[tuple[int, dict]]:
 
 
 def _rows(records: Iterable[tuple[int, dict]], task: str, rename: dict[str, str], source: str,
-          limit: int | None = None) -> tuple[list[dict], bool, list[str]]:
+          limit: int | None = None, languages: tuple[str, str] | None = None) -> tuple[list[dict], bool, list[str]]:
     """Rename columns and check every record has the task's fields, naming the first bad line.
 
     Reads at most ``limit`` (and MAX_ROWS) records; returns the rows, whether more were left, and notes.
+    ``languages``: (source, target) for translation rows without their own.
     """
     wanted = min(limit or MAX_ROWS, MAX_ROWS)
     records = iter(records)
     rows: list[dict] = []
     cut: list[str] = []
+    filled = 0
     for number, record in islice(records, wanted):
         row = {rename.get(k, k): v for k, v in record.items()}
+        if languages is not None:
+            filled += _with_languages(row, languages, f"{source} line {number}")
         missing = [f for f in FIELDS[task] if f not in row]
         if missing:
             raise InputError(f"{source} line {number}: missing field(s) {', '.join(missing)} for {task} "
@@ -180,7 +220,16 @@ def _rows(records: Iterable[tuple[int, dict]], task: str, rename: dict[str, str]
         more = True
     notes = [f"{len(cut)} field(s) of {source} were over {MAX_FIELD_CHARS:,} characters and were cut to their "
              f"first {MAX_FIELD_CHARS:,} (first: {cut[0]})."] if cut else []
+    if filled:
+        notes.append(_languages_note(filled, len(rows), languages))
     return rows, more, notes
+
+
+def _languages_note(filled: int, total: int, languages: tuple[str, str]) -> str:
+    from lmdemo.data.languages import LANGUAGES
+
+    return (f"{filled} of {total} example(s) name no source_lang/target_lang: translated "
+            f"{LANGUAGES[languages[0]]} → {LANGUAGES[languages[1]]}.")
 
 
 def _checked_limit(limit: Any) -> int:
@@ -207,14 +256,16 @@ def _row_cap(limit: int | None) -> tuple[int, str]:
 
 def run(task: str, data: str | Path | None = None, model: str | None = None, adapter: str | None = None,
         limit: int | None = None, column_map: dict[str, str] | None = None,
-        on_progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None) -> EvalResult:
+        on_progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None, *,
+        source: str | None = None, target: str | None = None) -> EvalResult:
     """Predict every example and score the predictions; rows keep their fields plus `prediction`.
 
     At most ``limit`` rows are read (a shared app caps it); setting ``stop`` raises Stopped before the next example.
+    Translation rows without ``source_lang``/``target_lang`` take ``source``/``target`` (None: translate's defaults).
     """
     task = task_name(task)
     limit, capped = _row_cap(limit)
-    rows, more, notes = _read(data or bundled_path(task), task, column_map, limit)
+    rows, more, notes = _read(data or bundled_path(task), task, column_map, limit, source, target)
     dataset = str(data) if data else f"lmdemo bundled {task} set"
     if data and Path(data).exists():
         bundled = Path(data).resolve() == bundled_path(task).resolve()
@@ -226,9 +277,18 @@ def run(task: str, data: str | Path | None = None, model: str | None = None, ada
 
 def run_rows(task: str, rows: list[dict], model: str | None = None, adapter: str | None = None,
              on_progress: Callable[[int, int], None] | None = None, dataset: str = "",
-             stop: threading.Event | None = None) -> EvalResult:
-    """Predict and score rows that already carry the task's fields; ``stop`` ends it between examples."""
+             stop: threading.Event | None = None, *, source: str | None = None,
+             target: str | None = None) -> EvalResult:
+    """Predict and score rows that already carry the task's fields; ``stop`` ends it between examples.
+
+    Translation rows may leave out ``source_lang``/``target_lang``: they take ``source``/``target`` (None: the
+    translate job's defaults)."""
     task = task_name(task)
+    filled_note = []
+    if task == "translation":
+        languages = translation_languages(source, target)
+        filled = sum(_with_languages(row, languages, f"example {i}") for i, row in enumerate(rows, 1))
+        filled_note = [_languages_note(filled, len(rows), languages)] if filled else []
     if task in ("sentiment", "classification") and not model and not adapter:
         from lmdemo.jobs.sentiment import DEFAULT_ADAPTER
 
@@ -238,7 +298,7 @@ def run_rows(task: str, rows: list[dict], model: str | None = None, adapter: str
                "summarisation": _summarise, "generation": _generation}[task]
     metrics, used_model, notes = predict(rows, model, adapter, on_progress, stop)
     return EvalResult(task, used_model, adapter, len(rows), metrics, round(time.perf_counter() - start, 2), rows,
-                      dataset, notes)
+                      dataset, filled_note + notes)
 
 
 def _check_stop(stop: threading.Event | None, done: int, total: int) -> None:
@@ -341,12 +401,41 @@ def _generation(rows, model, adapter, on_progress, stop):
     return {"perplexity": math.exp(nll / scored)}, name, notes
 
 
-def save(result: EvalResult, path: str | Path) -> Path:
-    """Write the summary JSON (reused later by model cards)."""
+def save(result: EvalResult, path: str | Path, **extra: Any) -> Path:
+    """Write the summary JSON (reused later by model cards), with any ``extra`` keys (the comparison's `paired`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.summary(), indent=2, ensure_ascii=False))
+    path.write_text(json.dumps(dict(result.summary(), **extra), indent=2, ensure_ascii=False))
     return path
+
+
+# Per task: the per-example score paired comparisons use, and whether higher is better. Classification scores
+# 0/1 (its mean is accuracy); translation sentence-level chrF (character based: it stays informative on one
+# sentence, where sentence BLEU is mostly 0); summarisation ROUGE-L (its mean is the reported rougeL);
+# generation the row's perplexity (prompt + response, as scored), lower being better.
+EXAMPLE_SCORES = {"sentiment": ("accuracy", True), "classification": ("accuracy", True),
+                  "translation": ("chrf", True), "summarisation": ("rougeL", True),
+                  "generation": ("perplexity", False)}
+
+
+def example_scores(task: str, rows: list[dict]) -> tuple[str, bool, list[float]]:
+    """(metric, higher_is_better, one score per row) of scored rows (an EvalResult's `predictions`)."""
+    task = task_name(task)
+    metric, higher = EXAMPLE_SCORES[task]
+    if not rows:
+        return metric, higher, []
+    if task in ("sentiment", "classification"):  # compared as _classify compares them
+        scores = [float(str(r["prediction"]).strip().lower() == str(r["label"]).strip().lower()) for r in rows]
+    elif task == "translation":
+        scores = load_metric("chrf").compute(predictions=[r["prediction"] for r in rows],
+                                             references=[[r["reference"]] for r in rows], per_example=True)["scores"]
+    elif task == "summarisation":
+        scores = load_metric("rouge").compute(predictions=[r["prediction"] for r in rows],
+                                              references=[r["summary"] for r in rows], rouge_types=["rougeL"],
+                                              use_aggregator=False)["rougeL"]
+    else:
+        scores = [r["prediction"] for r in rows]  # _generation's per-row perplexity
+    return metric, higher, [float(x) for x in scores]
 
 
 def write_predictions(result: EvalResult, path: str | Path) -> Path:
@@ -386,9 +475,15 @@ class EvalRequest:
                               metadata={"help": "models to compare; default = the task's default model"})
     limit: int | None = field(default=50, metadata={"help": "score the first N examples (a shared app caps N)"})
     columns: dict[str, str] = field(default_factory=dict, metadata={"help": "file column -> task field"})
+    source: str | None = field(default=None, metadata={"help": "translation: language of rows without a "
+                                                                 "`source_lang` (default: translate's)"})
+    target: str | None = field(default=None, metadata={"help": "translation: language of rows without a "
+                                                                 "`target_lang` (default: translate's)"})
 
     def __post_init__(self) -> None:
         self.task = task_name(self.task)
+        if self.task == "translation":  # checked here, before any model loads; other tasks ignore them
+            self.source, self.target = translation_languages(self.source, self.target)
         if isinstance(self.models, str):
             self.models = [m for m in self.models.replace("\n", ",").split(",")]
         self.models = [str(m).strip() for m in self.models if str(m).strip()] or ["default"]
@@ -439,7 +534,8 @@ def compare_models(req: EvalRequest, on_progress: Callable[[int, int], None] | N
         model, adapter = resolve_pick(label, owner)
         try:
             results.append((label, run(req.task, req.data, model=model, adapter=adapter, limit=req.limit,
-                                       column_map=req.columns, on_progress=on_progress, stop=stop)))
+                                       column_map=req.columns, on_progress=on_progress, stop=stop,
+                                       source=req.source, target=req.target)))
         except Stopped as exc:
             if len(req.models) == 1:
                 raise

@@ -6,12 +6,14 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from lmdemo.errors import InputError
 from lmdemo.jobs.base import pick_model, require_text
+from lmdemo.models.adapters import adapter_base, adapter_dir
 from lmdemo.models.loading import load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL
 
@@ -44,10 +46,11 @@ class TextScore:
     perplexity: float
     model: str
     note: str = ""
+    adapter: str | None = None  # the adapter's name when the base model was scored with one
 
     def to_dict(self) -> dict[str, Any]:
         return {"perplexity": self.perplexity, "total_logprob": self.total_logprob,
-                "tokens": [[t.token, t.logprob] for t in self.tokens], "note": self.note}
+                "tokens": [[t.token, t.logprob] for t in self.tokens], "note": self.note, "adapter": self.adapter}
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -115,12 +118,25 @@ def _logprobs(lm, input_ids: list[int]) -> torch.Tensor:
     return torch.log_softmax(logits.float(), dim=-1)
 
 
-def score_text(text: str, model: str = DEFAULT_CHAT_MODEL, adapter: str | None = None,
+def _pick(model: str | None, adapter: str | None) -> tuple[str, str | None]:
+    """(base model, adapter folder): what was picked, an adapter (a name as the model, or given alone) on its own
+    base; nothing picked: the default chat model."""
+    if adapter and not str(model or "").strip():
+        model = adapter_base(adapter_dir(adapter))  # its base, not the lab's default model it would not fit
+    return pick_model(model, adapter, DEFAULT_CHAT_MODEL)
+
+
+def _adapter_name(adapter: str | None) -> str | None:
+    return Path(adapter).name if adapter else None  # its name, not the server's folder path
+
+
+def score_text(text: str, model: str | None = DEFAULT_CHAT_MODEL, adapter: str | None = None,
                max_tokens: int = 1024) -> TextScore:
-    """Score every token of `text` with a causal LM (one forward pass, no chat template)."""
+    """Score every token of `text` with a causal LM, or a base + LM adapter (one forward pass, no chat template)."""
     require_text(text, "`text`")
     if max_tokens < 1:
         raise InputError(f"`max_tokens` must be at least 1; got {max_tokens}.")
+    model, adapter = _pick(model, adapter)
     lm = load(model, adapter=adapter)
     tok = lm.tokenizer
     ids, bos = _context_ids(tok, text)
@@ -147,15 +163,16 @@ def score_text(text: str, model: str = DEFAULT_CHAT_MODEL, adapter: str | None =
     total = math.fsum(picked)
     notes.extend(lm.notes)
     return TextScore(tokens=tokens, total_logprob=total, perplexity=_exp(-total / len(tokens)),
-                     model=model, note=" ".join(notes))
+                     model=model, note=" ".join(notes), adapter=_adapter_name(adapter))
 
 
-def next_token_distribution(prefix: str, k: int = 10, model: str = DEFAULT_CHAT_MODEL,
+def next_token_distribution(prefix: str, k: int = 10, model: str | None = DEFAULT_CHAT_MODEL,
                             adapter: str | None = None) -> list[tuple[str, float]]:
-    """The k most likely next tokens after `prefix`, with probabilities, most likely first."""
+    """The k most likely next tokens after `prefix` (under a causal LM or base + LM adapter), most likely first."""
     require_text(prefix, "`prefix`")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_TOP_K:
         raise InputError(f"`k` must be a whole number from 1 to {MAX_TOP_K}; got {k!r}.")
+    model, adapter = _pick(model, adapter)
     lm = load(model, adapter=adapter)
     ids, bos = _context_ids(lm.tokenizer, prefix)
     if len(ids) > MAX_PREFIX_TOKENS:
@@ -256,7 +273,7 @@ def _sum_logs(probs) -> float:
     return -math.inf if 0.0 in probs else math.fsum(math.log(p) for p in probs)
 
 
-def compare_perplexities(text: str, corpus: str, k: float = 1.0, model: str = DEFAULT_CHAT_MODEL,
+def compare_perplexities(text: str, corpus: str, k: float = 1.0, model: str | None = DEFAULT_CHAT_MODEL,
                          adapter: str | None = None) -> dict:
     """Perplexity of `text` under the transformer and under a bigram model fitted on `corpus`.
 
@@ -286,7 +303,7 @@ class PerplexityRequest:
     adapter: str | None = None
 
     def __post_init__(self) -> None:
-        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
+        self.model, self.adapter = _pick(self.model, self.adapter)
 
 
 @dataclass
@@ -299,16 +316,17 @@ class NextTokensRequest:
     def __post_init__(self) -> None:
         if isinstance(self.k, float) and math.isfinite(self.k) and self.k == int(self.k):
             self.k = int(self.k)  # 5.0 from a JSON client or a slider is 5; 2.5 stays and is refused below
-        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
+        self.model, self.adapter = _pick(self.model, self.adapter)
 
 
 @dataclass
 class NextTokens:
     model: str
     tokens: list[tuple[str, float]]
+    adapter: str | None = None  # the adapter's name when the base model ran with one
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "tokens": [[t, p] for t, p in self.tokens]}
+        return {"model": self.model, "adapter": self.adapter, "tokens": [[t, p] for t, p in self.tokens]}
 
 
 @dataclass
@@ -320,7 +338,7 @@ class BigramRequest:
     adapter: str | None = None
 
     def __post_init__(self) -> None:
-        self.model, self.adapter = pick_model(self.model, self.adapter, DEFAULT_CHAT_MODEL)
+        self.model, self.adapter = _pick(self.model, self.adapter)
 
 
 @dataclass
@@ -330,10 +348,11 @@ class BigramComparison:
     bigram_perplexity: float
     lm_tokens: int
     bigram_tokens: int
+    adapter: str | None = None  # the adapter's name when the neural LM ran with one
 
     def to_dict(self) -> dict[str, Any]:
         return {"lm_perplexity": self.lm_perplexity, "bigram_perplexity": self.bigram_perplexity,
-                "lm_tokens": self.lm_tokens, "bigram_tokens": self.bigram_tokens}
+                "lm_tokens": self.lm_tokens, "bigram_tokens": self.bigram_tokens, "adapter": self.adapter}
 
 
 def perplexity(req: PerplexityRequest) -> TextScore:
@@ -343,10 +362,11 @@ def perplexity(req: PerplexityRequest) -> TextScore:
 
 def next_tokens(req: NextTokensRequest) -> NextTokens:
     """The k most likely next tokens after a prefix."""
-    return NextTokens(req.model, next_token_distribution(req.prefix, k=req.k, model=req.model, adapter=req.adapter))
+    return NextTokens(req.model, next_token_distribution(req.prefix, k=req.k, model=req.model, adapter=req.adapter),
+                      _adapter_name(req.adapter))
 
 
 def bigram(req: BigramRequest) -> BigramComparison:
     """The text's perplexity under the neural LM and under a bigram model fitted on the corpus."""
     return BigramComparison(req.model, **compare_perplexities(req.text, req.corpus, k=req.k, model=req.model,
-                                                               adapter=req.adapter))
+                                                               adapter=req.adapter), adapter=_adapter_name(req.adapter))

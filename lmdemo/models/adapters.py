@@ -335,6 +335,23 @@ def _pair(meta: dict) -> str:
     return f", {LANGUAGES.get(meta['source'], meta['source'])} → {LANGUAGES.get(meta['target'], meta['target'])}"
 
 
+def paired_sentence(paired: dict | None) -> str | None:
+    """Wins, losses, ties and the bootstrap interval of a base vs fine-tuned comparison, in one sentence (model
+    card, Fine-tune tab, CLI); None when there is nothing to say."""
+    if not isinstance(paired, dict) or not paired.get("n") or not paired.get("ci95"):
+        return None
+    name_of = {"accuracy": "accuracy", "chrf": "sentence-level chrF", "rougeL": "ROUGE-L", "perplexity": "perplexity"}
+    low, high = paired["ci95"]
+    direction = "" if paired.get("higher_is_better", True) else "lower is better; "
+    verdict = ("the interval includes 0: no clear difference on these examples" if low <= 0 <= high else
+               "the interval excludes 0")
+    n = paired["n"]
+    return (f"Fine-tuned vs base on {n} validation example{'s' * (n != 1)}: {paired['wins']} wins, "
+            f"{paired['losses']} losses, {paired['ties']} ties; "
+            f"{name_of.get(paired.get('metric'), paired.get('metric'))} difference {paired['difference']:+.2f} "
+            f"({direction}95 % bootstrap interval {low:+.2f} to {high:+.2f}; {verdict}).")
+
+
 def model_card(name: str, meta: dict, config: dict, evals: list[dict] = (), datasets: list[str] | None = None,
                license: str | None = None, base: str | None = None, repo_id: str | None = None):
     """The adapter's huggingface_hub ModelCard: metadata, model-index, and a short human-readable body.
@@ -368,6 +385,9 @@ def model_card(name: str, meta: dict, config: dict, evals: list[dict] = (), data
         rows.append(f"| {m} | {cells[0]} | {cells[1]} |")
     results = ("| metric | this adapter | base model alone |\n|---|---|---|\n" + "\n".join(rows)) if rows else \
         "No evaluation results were attached (run `lmdemo eval --save` and push with `--eval`)."
+    sentence = paired_sentence(by_kind.get("adapter", {}).get("paired"))  # per example, on the same rows
+    if sentence:
+        results += f"\n\n{sentence}"
     during = "\n".join(f"| {k} | {v:.4f} |" for k, v in (meta.get("metrics") or {}).items()
                        if isinstance(v, (int, float)))
     if during:

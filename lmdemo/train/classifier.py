@@ -253,7 +253,8 @@ def train_classifier(train_rows: list[dict], eval_rows: list[dict], cfg: Classif
         trainer.train()
         if best.step != trainer.state.global_step:
             best.restore()
-        final = trainer.evaluate() if best.step else initial
+        # of the weights saved (so the restore shows), not logged: the curve keeps the passes made during training
+        final = trainer.predict(eval_ds, metric_key_prefix="eval").metrics
         distributed.report(trainer)
         stopped = progress.stopped
 

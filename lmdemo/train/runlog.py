@@ -71,7 +71,8 @@ def record(clock: RunClock, task: str, config: dict[str, Any], estimate: dict | 
     return {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "task": task, "stopped": stopped,
             "settings": {k: v for k, v in config.items() if k != "output_dir"},
             "curve": clock.curve, "actual": clock.actual(), "estimate": estimate or None,
-            "metrics": (comparison or {}).get("metrics"), "warning": worse_than_base(task, comparison)}
+            "metrics": (comparison or {}).get("metrics"), "paired": (comparison or {}).get("paired"),
+            "warning": worse_than_base(task, comparison)}
 
 
 def read(output_dir: str | Path) -> dict[str, Any]:
@@ -102,14 +103,11 @@ def versus(actual: dict[str, Any], estimate: dict | None) -> str:
     return f"estimated {guess} · took {done} ({actual.get('steps', 0)} steps)"
 
 
-# The fine-tuning task's headline metric in the comparison and whether higher is better.
-HEADLINE = {"classification": ("accuracy", True), "translation": ("chrf", True), "summarisation": ("rougeL", True),
-            "sft": ("perplexity", False)}
-
-
 def worse_than_base(task: str, comparison: dict | None) -> str | None:
     """A plain warning when the saved adapter scores worse than its base model on validation, else None."""
-    key, higher = HEADLINE.get(task, ("", True))
+    from lmdemo.eval.evaluation import EXAMPLE_SCORES
+
+    key, higher = EXAMPLE_SCORES.get({"sft": "generation"}.get(task, task), ("", True))
     metrics = (comparison or {}).get("metrics") or {}
     base, tuned = (metrics.get("base") or {}).get(key), (metrics.get("fine-tuned") or {}).get(key)
     if not isinstance(base, (int, float)) or not isinstance(tuned, (int, float)):

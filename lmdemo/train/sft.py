@@ -1,18 +1,20 @@
 """Instruction (SFT) LoRA fine-tuning of causal LMs with PEFT and the transformers Trainer.
 
-Rows are ``{"prompt", "response"}`` pairs. Two prompt formats, picked by the tokenizer:
+Rows are ``{"prompt", "response"}`` pairs. Two prompt formats, picked by the tokenizer and named after the
+generation job's modes, so inference feeds what training fed:
 
 * **chat** (the tokenizer has a chat template, e.g. SmolLM2-Instruct): the conversation
   ``[{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]`` rendered
   by the template. The prompt part is the template with ``add_generation_prompt=True``; the
   response part is the rest of the rendered conversation (answer, end-of-turn token, ...).
-* **plain** (no template, e.g. Gemma base): ``f"{prompt}\\n{response}{eos}"`` with the
+* **completion** (no template, e.g. Gemma base): ``f"{prompt}\\n{response}{eos}"`` with the
   tokenizer's own special tokens (Gemma prepends ``<bos>``); the prompt part is ``f"{prompt}\\n"``.
 
 The loss covers the response part only: prompt tokens and padding are labelled -100.
 :func:`prompt_text` returns the prompt part as text; tokenised the way ``generation.build_inputs``
-does (chat: the template's own markup, no extra special tokens; plain: the tokenizer's defaults)
-it gives exactly the ids the model saw before each response in training.
+does in the mode of the same name (chat: the template's own markup, no extra special tokens; completion:
+the tokenizer's defaults) it gives exactly the ids the model saw before each response in training.
+The adapter's ``lmdemo.json`` records the format (``"format"``); :func:`trained_format` reads it back.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Callable, Literal, Protocol
 from lmdemo.errors import InputError
 from lmdemo.train import distributed
 from lmdemo.train.classifier import TARGET_MODULES, TrainResult, progress_callback
+from lmdemo.models.adapters import adapter_meta
 from lmdemo.models.loading import load_for_training
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL, resolve
 from lmdemo.engine.streaming import neutralise_special_tokens
@@ -34,7 +37,8 @@ from lmdemo.engine.streaming import neutralise_special_tokens
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value the causal-LM loss skips
-PromptFormat = Literal["chat", "plain"]
+PromptFormat = Literal["chat", "completion"]  # = GenerationRequest.mode that replays it
+FORMATS = ("chat", "completion")
 
 
 class StopEvent(Protocol):
@@ -98,14 +102,36 @@ class SFTConfig:
 # ---------------------------------------------------------------- formatting
 
 def prompt_format(tokenizer) -> PromptFormat:
-    """chat when the tokenizer has a chat template, else plain."""
-    return "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+    """chat when the tokenizer has a chat template, else completion."""
+    return "chat" if getattr(tokenizer, "chat_template", None) else "completion"
 
 
-def prompt_text(tokenizer, prompt: str) -> str:
-    """The text inference must feed (before the model's answer) so generation matches training."""
+def trained_format(adapter_folder: str | Path) -> PromptFormat | None:
+    """The format an SFT adapter was trained in, from its lmdemo.json; None when it does not say."""
+    meta = adapter_meta(Path(adapter_folder))
+    # Adapters saved before "format" existed recorded "prompt_format": chat or plain (= completion).
+    fmt = meta.get("format") or {"chat": "chat", "plain": "completion"}.get(meta.get("prompt_format"))
+    return fmt if fmt in FORMATS else None
+
+
+def _format(tokenizer, fmt: PromptFormat | None) -> PromptFormat:
+    """``fmt`` checked against the tokenizer (None: the tokenizer's own)."""
+    if fmt is None:
+        return prompt_format(tokenizer)
+    if fmt not in FORMATS:
+        raise InputError(f"`fmt` must be chat or completion; got {fmt!r}.")
+    if fmt == "chat" and not getattr(tokenizer, "chat_template", None):
+        raise InputError("The chat format needs a tokenizer with a chat template; this one has none (a base model?).")
+    return fmt
+
+
+def prompt_text(tokenizer, prompt: str, fmt: PromptFormat | None = None) -> str:
+    """The text inference must feed (before the model's answer) so generation matches training.
+
+    ``fmt``: chat or completion (None: the tokenizer's own, as training picks it).
+    """
     prompt = neutralise_special_tokens(prompt, tokenizer)
-    if prompt_format(tokenizer) == "chat":
+    if _format(tokenizer, fmt) == "chat":
         return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
     return f"{prompt}\n"
@@ -115,13 +141,18 @@ def _ids(tokenizer, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def format_example(tokenizer, prompt: str, response: str, max_length: int | None = None) -> dict[str, list[int]]:
-    """input_ids, attention_mask and labels of one row; labels are -100 on the prompt part."""
+def format_example(tokenizer, prompt: str, response: str, max_length: int | None = None,
+                   fmt: PromptFormat | None = None) -> dict[str, list[int]]:
+    """input_ids, attention_mask and labels of one row; labels are -100 on the prompt part.
+
+    ``fmt``: chat or completion (None: the tokenizer's own); evaluation passes the adapter's recorded one.
+    """
     # Prompt and response are tokenised apart and concatenated, so the prompt ids are exactly
     # what inference feeds (a joint tokenisation could merge tokens across the boundary).
-    head = prompt_text(tokenizer, prompt)
+    fmt = _format(tokenizer, fmt)
+    head = prompt_text(tokenizer, prompt, fmt)
     response = neutralise_special_tokens(response, tokenizer)
-    if prompt_format(tokenizer) == "chat":
+    if fmt == "chat":
         conversation = [{"role": "user", "content": neutralise_special_tokens(prompt, tokenizer)},
                         {"role": "assistant", "content": response}]
         full = tokenizer.apply_chat_template(conversation, tokenize=False)
@@ -162,10 +193,10 @@ def _check_rows(rows: list[dict], what: str) -> None:
         raise InputError(f"{bad} of {len(rows)} {what} rows have an empty `prompt` or `response`.")
 
 
-def _encode(rows: list[dict], tokenizer, max_length: int, what: str):
+def _encode(rows: list[dict], tokenizer, max_length: int, what: str, fmt: PromptFormat | None = None):
     from datasets import Dataset
 
-    encoded = [format_example(tokenizer, str(r["prompt"]), str(r["response"]), max_length) for r in rows]
+    encoded = [format_example(tokenizer, str(r["prompt"]), str(r["response"]), max_length, fmt) for r in rows]
     # A prompt that fills max_length leaves no response token to learn from (and a NaN loss).
     kept = [e for e in encoded if any(label != IGNORE_INDEX for label in e["labels"])]
     if not kept:
@@ -192,8 +223,9 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
     lm = load_for_training(cfg.base_model, head="causal-lm", quantize=cfg.quantize or "none")
     tokenizer, model = lm.tokenizer, lora_model(lm, cfg, "CAUSAL_LM")
 
-    train_ds = _encode(train_rows, tokenizer, cfg.max_length, "training")
-    eval_ds = _encode(eval_rows, tokenizer, cfg.max_length, "evaluation") if eval_rows else None
+    fmt = prompt_format(tokenizer)  # recorded below: evaluation and generation replay it
+    train_ds = _encode(train_rows, tokenizer, cfg.max_length, "training", fmt)
+    eval_ds = _encode(eval_rows, tokenizer, cfg.max_length, "evaluation", fmt) if eval_rows else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer, metrics, history, stopped = fit(model, lm.device, cfg, train_ds, eval_ds, SFTCollator(pad_id),
                                              on_log, stop_event)
@@ -201,7 +233,7 @@ def train_sft(train_rows: list[dict], eval_rows: list[dict] | None, cfg: SFTConf
     ref = resolve(cfg.base_model)
     meta = {"task": "sft", "base_model": cfg.base_model,
             "base_model_hub_id": ref.builtin.hub_id if ref.builtin else cfg.base_model,
-            "prompt_format": prompt_format(tokenizer), "metrics": metrics,
+            "format": fmt, "metrics": metrics,
             "train_examples": len(train_ds), "eval_examples": len(eval_ds) if eval_ds is not None else 0,
             "steps": trainer.state.global_step, "stopped_early": stopped,
             "config": {k: v for k, v in asdict(cfg).items() if k != "output_dir"}}

@@ -168,3 +168,93 @@ def test_compare_models_checks_the_model_cap_again(prepared, tmp_path):
             evaluation.compare_models(req)
     finally:
         set_settings(before)
+
+
+# ---------------------------------------------------------------- translation languages: per row, given or default
+
+def build_random_marian(folder):
+    """An untrained 2+2-layer Marian en -> fr (tiny_families' tokenizer and size), built in a second or two: its
+    output is noise, which is all the evaluation plumbing needs (tiny_families.build_marian_copy trains ~1 min)."""
+    from transformers import MarianConfig, MarianMTModel
+
+    import tiny_families as tf
+
+    tok = tf.marian_tokenizer(folder)
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+    config = MarianConfig(vocab_size=len(tok), max_position_embeddings=128, **tf._DIMS,
+                          scale_embedding=True, static_position_embeddings=True, share_encoder_decoder_embeddings=True,
+                          pad_token_id=pad, eos_token_id=eos, bos_token_id=eos, decoder_start_token_id=pad,
+                          forced_eos_token_id=eos)
+    with tf._seeded():
+        model = MarianMTModel(config)
+    return tf._save(model, tok, folder)
+
+
+@pytest.fixture(scope="module")
+def random_marian(tmp_path_factory):
+    return build_random_marian(tmp_path_factory.mktemp("marian") / "opus-mt-en-fr-random")
+
+
+def test_translation_rows_without_languages_take_the_given_or_default_ones(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"source": "Hello.", "reference": "Bonjour."}) + "\n"
+                    + json.dumps({"source": "Hallo.", "reference": "Hello.", "source_lang": "DE",
+                                  "target_lang": "en"}) + "\n"
+                    + json.dumps({"source": "Hola.", "reference": "Hello.", "source_lang": "",
+                                  "target_lang": None}) + "\n")
+    langs = lambda rows: [(r["source_lang"], r["target_lang"]) for r in rows]  # noqa: E731
+    # None: `lmdemo translate`'s defaults (en -> fr); a row's own columns win, lower-cased as translate reads them
+    assert langs(evaluation.load_examples(data, "translation")) == [("en", "fr"), ("de", "en"), ("en", "fr")]
+    assert langs(evaluation.load_examples(data, "translation", source=" ES", target="it")) == [
+        ("es", "it"), ("de", "en"), ("es", "it")]
+    from lmdemo.jobs.base import defaults
+    from lmdemo.jobs.translation import TranslationRequest
+
+    assert evaluation.translation_languages() == (defaults(TranslationRequest)["source"],
+                                                   defaults(TranslationRequest)["target"]) == ("en", "fr")
+    for kwargs, message in (({"source": "xx"}, "`source` language 'xx' is not supported; choose one of en, fr"),
+                            ({"target": "klingon"}, "`target` language 'klingon' is not supported"),
+                            ({"source": "fr"}, "Source and target language are both French")):
+        with pytest.raises(InputError, match=message):
+            evaluation.load_examples(data, "translation", **kwargs)
+        with pytest.raises(InputError, match=message):
+            evaluation.EvalRequest("translation", str(data), **kwargs)
+    evaluation.EvalRequest("sentiment", source="xx")  # other tasks ignore the languages
+    data.write_text(json.dumps({"source": "Hi.", "reference": "Salut.", "source_lang": "xx"}) + "\n")
+    with pytest.raises(InputError, match="pairs.jsonl line 1: `source_lang` 'xx' is not supported"):
+        evaluation.load_examples(data, "translation")
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """`python -m lmdemo ARGS` in this process (no second torch import): exit code, stdout, stderr."""
+    from lmdemo.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_eval_translation_without_language_columns(random_marian, tmp_path, capsys):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"source": s, "reference": s}) + "\n" for s in ("The cat sat.", "I like tea.")))
+    model = str(random_marian)
+    runs = {}
+    for name, flags in (("given", ["--source", "en", "--target", "fr"]), ("default", [])):
+        code, out, err = cli(capsys, "eval", "translation", "--data", str(data), "--model", model, "--json",
+                             "--predictions", str(tmp_path / f"{name}.jsonl"), *flags)
+        assert code == 0, err
+        runs[name] = json.loads(out)
+        rows = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        assert [(r["source_lang"], r["target_lang"]) for r in rows] == [("en", "fr")] * 2
+        assert runs[name]["n"] == 2 and set(runs[name]["metrics"]) == {"bleu", "chrf"}
+        assert "2 of 2 example(s) name no source_lang/target_lang: translated English → French." in runs[name]["notes"]
+    assert runs["given"]["metrics"] == runs["default"]["metrics"]
+    # The languages reach the model: this one translates from English only, and says so in one line.
+    for flags, message in ((["--source", "de"], "translates from English only"),
+                           (["--source", "xx", "--target", "fr"], "`source` language 'xx' is not supported"),
+                           (["--target", "EN"], "Source and target language are both English")):
+        code, out, err = cli(capsys, "eval", "translation", "--data", str(data), "--model", model, *flags)
+        assert code == 2 and out == "" and "Traceback" not in err, (flags, out, err)
+        lines = [line for line in err.split("\n") if line and "\r" not in line]  # tqdm's bars redraw with \r
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (flags, err)

@@ -184,3 +184,38 @@ def test_compare_perplexities(prepared):
 def test_bad_inputs_raise_input_error(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+# ---------------------------------------------------------------- an SFT adapter on the lab's model
+
+@pytest.fixture(scope="module")
+def sft_adapter(prepared, tmp_path_factory):
+    """A LoRA adapter of the lab's model after one SFT step (a high rate, so that the scores move)."""
+    from lmdemo.train.sft import SFTConfig, train_sft
+
+    rows = [{"prompt": "Where do cats sit?", "response": "On the mat."},
+            {"prompt": "Capital of France?", "response": "Paris."}]
+    cfg = SFTConfig(output_dir=str(tmp_path_factory.mktemp("lab") / "lab-sft"), base_model=MODEL, max_steps=1,
+                    batch_size=2, max_length=48, learning_rate=1e-3)
+    return train_sft(rows, [], cfg).output_dir
+
+
+def test_lab_jobs_run_on_an_sft_adapter(sft_adapter):
+    text, prefix = "The cat sat on the mat.", "The capital of France is"
+    base = lmlab.perplexity(lmlab.PerplexityRequest(text, model=MODEL))
+    base_next = lmlab.next_tokens(lmlab.NextTokensRequest(prefix, k=5, model=MODEL))
+    assert base.adapter is None and base.to_dict()["adapter"] is None
+    # Its name or folder in the model box (as the lab's picker lists it), or given as the adapter alone.
+    for kw in ({"model": sft_adapter}, {"adapter": sft_adapter}):
+        req = lmlab.PerplexityRequest(text, **kw)
+        assert (req.model, req.adapter) == (MODEL, sft_adapter)
+        tuned = lmlab.perplexity(req)
+        assert [t.token_id for t in tuned.tokens] == [t.token_id for t in base.tokens]
+        assert tuned.perplexity != pytest.approx(base.perplexity, rel=1e-4)  # the adapter is in the forward pass
+        assert tuned.total_logprob == pytest.approx(math.fsum(t.logprob for t in tuned.tokens), abs=1e-6)
+        assert tuned.adapter == "lab-sft" and tuned.to_dict()["adapter"] == "lab-sft"
+        top = lmlab.next_tokens(lmlab.NextTokensRequest(prefix, k=5, **kw))
+        assert top.adapter == "lab-sft" and len(top.tokens) == 5
+        assert [p for _, p in top.tokens] != pytest.approx([p for _, p in base_next.tokens], rel=1e-4)
+        cmp = lmlab.bigram(lmlab.BigramRequest(text, "the cat sat on the mat.", **kw))
+        assert cmp.lm_perplexity == pytest.approx(tuned.perplexity) and cmp.to_dict()["adapter"] == "lab-sft"

@@ -283,8 +283,9 @@ def test_summarize_runs_on_a_tiny_chat_model(llama_dir):
     res = summarize(SummaryRequest(text, length=1, unit="sentences", model=str(llama_dir)))
     d = res.to_dict()
     assert set(d) == {"summary", "input_words", "summary_words", "input_tokens", "chunks", "notes", "tokens",
-                      "tokens_per_second", "backend"}
+                      "tokens_per_second", "backend", "fact_check", "flagged", "unsupported"}
     assert d["tokens"] > 0 and d["backend"] in ("fastgen", "transformers")
+    assert d["fact_check"] in ("passed", "regenerated", "trimmed", "lead") and d["unsupported"] == []
     assert d["input_words"] == 18 and d["chunks"] == 1 and isinstance(d["summary"], str)
     assert d["summary_words"] == len(d["summary"].split()) and d["input_tokens"] > 0
 

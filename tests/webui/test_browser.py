@@ -204,7 +204,8 @@ def _assert_curves_drawn(page, status):
     assert status["losses"], "the run reported no loss at all"
     for key, label in (("loss", "Training loss"), ("eval_loss", "Validation loss")):
         points = [p for p in status["losses"] if key in p]
-        assert all(math.isfinite(p[key]) and 0 < p["step"] <= status["max_steps"] for p in points), points
+        # validation runs before the first step too (step 0: the prototype head of a classifier)
+        assert all(math.isfinite(p[key]) and 0 <= p["step"] <= status["max_steps"] for p in points), points
         if points:
             plot = _plot(page, label)
             expect(plot.locator(".mark-line path")).to_have_count(1, timeout=30_000)
@@ -243,6 +244,23 @@ def test_finetune_tab_trains_cancels_and_compares(browser, base_url, client):
         assert all(re.fullmatch(r"[01](\.\d+)?", c) for c in shown), (who, shown)  # a score per metric
         assert [float(c) for c in shown] == pytest.approx([round(v, 4) for v in metrics[who].values()], abs=1e-4)
     _shot(page, "finetune-finished")
+    # the new adapter is in the Sentiment tab's picker at once, without a reload
+    _tab(page, "Sentiment")
+    from playwright.sync_api import expect
+
+    picker = page.get_by_label("Model").filter(visible=True)
+    picker.click()
+    expect(page.get_by_role("option", name="browser-topics", exact=True)).to_be_visible(timeout=10_000)
+    picker.press("Escape")
+    # the run is kept: Past runs shows its settings, its time beside nothing estimated, and its curves
+    _tab(page, "Fine-tune")
+    page.get_by_text("Past runs", exact=True).click()
+    expect(page.locator("#past-run-summary")).to_contain_text("browser-topics", timeout=15_000)
+    summary = page.locator("#past-run-summary").inner_text()
+    assert re.search(r"took \d+ s, \d+\.\d\d s/step", summary) and f"({max_steps} steps)" in summary, summary
+    assert "epochs 2.0" in summary, summary
+    expect(_plot(page, "Past run: validation loss").locator(".mark-line path")).to_have_count(1, timeout=30_000)
+    _shot(page, "finetune-past-run")
 
     page.get_by_label("Epochs").first.fill("20")
     page.get_by_label("Epochs").first.press("Enter")
@@ -267,6 +285,39 @@ def test_finetune_tab_trains_cancels_and_compares(browser, base_url, client):
     status = client.predict(api_name="/finetune_status")
     assert (status["state"], status["name"], status["step"]) == ("cancelled", "browser-cancelled", step)
     _shot(page, "finetune-cancelled")
+
+
+def test_sft_through_the_tab_reaches_every_picker_at_once(browser, base_url, client):
+    """Instruction tuning on the bundled sample, from the Fine-tune tab: the worker trains SmolLM2, the comparison
+    scores the response in the trained (chat) format, and the adapter shows in each causal-LM picker without a
+    reload."""
+    from playwright.sync_api import expect
+
+    page = _page(browser, base_url)
+    _tab(page, "Fine-tune")
+    page.get_by_label("instruction / SFT").check()
+    expect(page.get_by_label("Sample data set").first).to_have_value("instructions (short answers)", timeout=15_000)
+    _body_contains(page, "80 training rows, 20 validation rows")
+    page.get_by_label("Epochs").first.fill("1")
+    page.get_by_label("Epochs").first.press("Enter")
+    page.get_by_label("Adapter name").first.fill("browser-sft")
+    _button(page, "Start training").click()
+    seen = _watch_training(page, "browser-sft", lambda state, *_: state in ("finished", "failed", "cancelled"),
+                           timeout=900)
+    assert seen[-1][0] == "finished", seen
+    status = client.predict(api_name="/finetune_status")
+    metrics = status["comparison"]["metrics"]
+    assert {"base", "fine-tuned"} == set(metrics) and all("perplexity" in m for m in metrics.values()), metrics
+    cells = [c for row in status["comparison"]["examples"] for c in (row["base"], row["fine-tuned"])]
+    assert cells and not any("chat template" in c for c in cells), cells  # generated in the trained format
+    _body_contains(page, "validation examples:")  # wins / losses / ties and the interval, under the status line
+    _shot(page, "finetune-sft-finished")
+    for tab in ("Generate", "Summarise", "Translate", "LM lab"):
+        _tab(page, tab)
+        picker = page.get_by_label("Model").filter(visible=True).first
+        picker.click()
+        expect(page.get_by_role("option", name="browser-sft", exact=True)).to_be_visible(timeout=10_000)
+        picker.press("Escape")
 
 
 def test_models_tab_and_chinese_page(browser, base_url):

@@ -24,8 +24,10 @@ Args:
     lowercase (`bool`, default False): lowercase before scoring.
     whitespace (`bool`, default False): keep whitespace in character n-grams.
     eps_smoothing (`bool`, default False): epsilon smoothing as in chrF++.py / NLTK / Moses.
+    per_example (`bool`, default False): also return `scores`, the sentence-level chrF of each prediction.
 Returns:
-    score (`float`, 0-100), char_order (`int`), word_order (`int`), beta (`int`).
+    score (`float`, 0-100), char_order (`int`), word_order (`int`), beta (`int`);
+    with `per_example=True` also scores (`list` of `float`, 0-100): one per prediction (its corpus chrF alone).
 Examples:
     >>> chrf = load_metric("chrf")
     >>> chrf.compute(predictions=["the cat"], references=[["the cat"]], word_order=2)
@@ -87,12 +89,17 @@ class Chrf(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, char_order=6, word_order=0, beta=2, lowercase=False,
-                 whitespace=False, eps_smoothing=False):
+                 whitespace=False, eps_smoothing=False, per_example=False):
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references.")
         # corpus_chrf has no lowercase argument; the CHRF class it wraps does.
         metric = scb.CHRF(char_order=char_order, word_order=word_order, beta=beta, lowercase=lowercase,
                           whitespace=whitespace, eps_smoothing=eps_smoothing)
-        output = metric.corpus_score(list(predictions), reference_streams(references))
-        return {"score": output.score, "char_order": output.char_order, "word_order": output.word_order,
-                "beta": output.beta}
+        streams = reference_streams(references)
+        output = metric.corpus_score(list(predictions), streams)
+        result = {"score": output.score, "char_order": output.char_order, "word_order": output.word_order,
+                  "beta": output.beta}
+        if per_example:  # paired comparisons need one score per sentence; the same settings, None refs skipped
+            refs = [[stream[i] for stream in streams if stream[i] is not None] for i in range(len(predictions))]
+            result["scores"] = [metric.sentence_score(p, r).score for p, r in zip(predictions, refs)]
+        return result
