@@ -4,7 +4,8 @@ check on), plus the numbers and names the fact check flagged in the first summar
 
 The set is split in two: the dev half (rows 0-19) chooses, the held-out half (rows 20-39) only reports.
 
-    python bench/summary_prompts.py [--split dev] [--prompts plain after] [--lengths 1s 2s 30w] [--limit N]
+    python bench/summary_prompts.py [--split dev] [--prompts plain examples] [--lengths 1s 2s 30w] [--limit N]
+                                    [--predictions FILE.json]
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="score only the first N rows of the split")
     parser.add_argument("--model", help="the summariser (default: the job's)")
     parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--predictions", help="write each setting's summaries to this JSON file")
     args = parser.parse_args()
     rows = [json.loads(line) for line in open(args.data, encoding="utf-8")][SPLITS[args.split]][: args.limit]
     results, table = {}, []
@@ -69,6 +71,8 @@ def main() -> None:
             table.append([key, f"{r['rouge1']:.3f}", f"{r['rouge2']:.3f}", f"{r['rougeL']:.3f}", f"{r['words']:.0f}",
                           str(r["flagged"]), str(r["unsupported"]), f"{r['seconds']:.0f}"])
             print("  ".join(table[-1]), file=sys.stderr, flush=True)
+    if args.predictions:
+        Path(args.predictions).write_text(json.dumps({k: r["predictions"] for k, r in results.items()}, indent=1))
     best = max(results, key=lambda k: results[k]["rougeL"])
     print_table(f"Summary ROUGE on the {args.split} split ({len(rows)} rows) of {Path(args.data).name}",
                 ["prompt, length", "R-1", "R-2", "R-L", "words", "flagged", "left", "s"], table)

@@ -1,10 +1,13 @@
 """Fact check for summaries: the numbers and names a summary states, looked for in its source text.
 
-A heuristic, not a parser (no NER model ships with lmdemo): numbers are digits (``5,000`` = ``5000``,
-``12 million`` = ``12,000,000``, ``6%`` = ``6 per cent``) and written numbers (``ten``, ``forty-five``); names
-are runs of capitalised words, where a lone capitalised first word of a sentence ("Officials said") is not
-counted. A number is supported when the source states the same value; a name when each of its words appears in
-the source (so "Westgate bakery" is found in "a bakery in Westgate", and an invented "John Smith" is not).
+A heuristic, not a parser (no NER model ships with lmdemo). Numbers are digits (``5,000`` = ``5000``,
+``12 million`` = ``12,000,000``, ``6%`` = ``6 per cent``) and written numbers (``ten``, ``forty-five``; not
+ordinals such as "first", nor "one" alone, which are mostly not figures). Names are runs of capitalised words;
+a lone capitalised first word of a sentence ("Officials said") is not taken for one. A number is supported when
+the source states the same value; a name when each of its words appears in the source (so "Westgate bakery" is
+found in "a bakery in Westgate", and an invented "John Smith" is not). Values are compared, not units: "6%" is
+supported by a "6" anywhere in the source, which misses a figure moved onto the wrong thing but seldom flags a
+faithful one.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def _value(m: re.Match) -> float | None:
 
 
 def _words_value(words: str) -> float | None:
-    """The value of "forty-five", "two hundred and ten", "three million"; None for a lone loose word."""
+    """The value of "forty-five", "two hundred", "three million"; None for a lone loose word."""
     parts = [w for w in re.split(r"[\s-]+", words.lower()) if w]
     if len(parts) == 1 and parts[0] in _LOOSE_WORDS:
         return None
@@ -163,7 +166,3 @@ def trim(summary: str, facts: list[Fact]) -> str:
             kept.append(clause + ".")
     return " ".join(kept)
 
-
-def count(summary: str) -> tuple[int, int]:
-    """(numbers, names) that the check reads in ``summary``."""
-    return len(numbers(summary)), len(names(summary))

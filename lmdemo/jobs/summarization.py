@@ -50,13 +50,14 @@ def prompt_names() -> list[str]:
 @dataclass
 class SummaryRequest:
     text: str
-    # 1 sentence with the "after" prompt: the best ROUGE-L on the bundled news set (bench/summary_prompts.py)
+    # 1 sentence, 3 worked examples first: the best ROUGE-L on the dev half of the bundled news set
+    # (bench/summary_prompts.py; table in bench/README.md)
     length: int = field(default=1, metadata={"help": "summary length in `unit`s (1-10 sentences, 5-300 words)"})
     unit: str = field(default="sentences", metadata={"help": "sentences or words"})
     model: str | None = field(default=None, metadata={"help": "built-in, folder, Hub id or adapter name"})
     adapter: str | None = None
     quantize: str | None = None
-    prompt: str = field(default="after", metadata={"help": "a chat model's instruction: a name in "
+    prompt: str = field(default="shots-3", metadata={"help": "a chat model's instruction: a name in "
                                                            "lmdemo/data/summary_prompts.json"})
 
     def __post_init__(self) -> None:

@@ -92,6 +92,6 @@ def test_an_invented_figure_is_summarised_again_or_cut(prepared):
 def test_defaults_are_the_bench_pick():
     """The defaults bench/summary_prompts.py chose, as bench/README.md records them."""
     d = defaults(SummaryRequest)
-    assert (d["prompt"], d["length"], d["unit"]) == ("after", 1, "sentences")
+    assert (d["prompt"], d["length"], d["unit"]) == ("shots-3", 1, "sentences")
     readme = (Path(__file__).resolve().parents[2] / "bench" / "README.md").read_text(encoding="utf-8")
-    assert "| **after, 1 sentence (default)** |" in readme
+    assert "| **shots-3, 1 sentence (default)** |" in readme
