@@ -471,3 +471,39 @@ def build_ready_classifier(folder: Path) -> Path:
     """A random BERT single-label classifier (no problem_type) with upper-case labels NEG / NEU / POS; other
     weights than the multi-label one (seed SEED + 1)."""
     return _classifier(folder, READY_LABELS, SEED + 1)
+
+
+# ---------------------------------------------------------------- a tiny decoder LM (chat or base)
+
+LLAMA_SPECIALS = ["<s>", "</s>", "<pad>", "<unk>"]
+CHAT_SPECIALS = ["<|system|>", "<|user|>", "<|assistant|>"]
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def build_tiny_llama(folder: Path, chat: bool) -> Path:
+    """A 2-layer Llama, untrained; its byte-level BPE tokenizer is trained on SENTENCES and adds BOS. ``chat``: it
+    has a chat template (a chat model), else none (a base model)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = LLAMA_SPECIALS + (CHAT_SPECIALS if chat else [])
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(SENTENCES, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", bpe.token_to_id("<s>"))])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                  unk_token="<unk>", additional_special_tokens=CHAT_SPECIALS if chat else None)
+    if chat:
+        tok.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder

@@ -23,7 +23,7 @@ from lmdemo.config import Settings, get_settings, set_settings
 from lmdemo.engine.streaming import GenerationParams
 from lmdemo.errors import InputError
 from lmdemo.jobs.generation import GenerationRequest, generate, generate_stream
-from tiny_families import SENTENCES
+from tiny_families import SENTENCES, build_tiny_llama
 
 pytestmark = pytest.mark.tiny
 
@@ -31,9 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # ~50 short English sentences (tiny_families.SENTENCES): the tiny tokenizers' training text and the fine-tuning
 # rows' vocabulary.
-SPECIALS = ["<s>", "</s>", "<pad>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 GREEDY = dict(temperature=0, repetition_penalty=1.0)
 
 HOLIDAY = ["sun", "beach", "holiday", "sea", "swim", "hotel pool", "sand", "summer trip"]
@@ -58,27 +55,7 @@ def _reference_dtype() -> torch.dtype:
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory) -> Path:
     """A 2-layer Llama; its byte-level BPE tokenizer is trained on SENTENCES, adds BOS and has a chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(SENTENCES, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
-    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", bpe.token_to_id("<s>"))])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                  unk_token="<unk>", additional_special_tokens=SPECIALS[4:])
-    tok.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
+    folder = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), chat=True)
     assert (folder / "model.safetensors").is_file()
     return folder
 
@@ -255,7 +232,7 @@ def test_perplexity_is_exp_mean_nll_from_bos(llama_dir, llama):
     assert [t.token_id for t in res.tokens] == ids  # every text token scored, the first one given BOS
     assert res.total_logprob == pytest.approx(-nll.sum().item(), rel=1e-4)
     assert res.perplexity == pytest.approx(math.exp(nll.mean().item()), rel=1e-4)
-    assert set(res.to_dict()) == {"perplexity", "total_logprob", "tokens", "note"}
+    assert set(res.to_dict()) == {"perplexity", "total_logprob", "tokens", "note", "adapter"}
 
 
 def test_next_tokens_are_the_softmax_top_k(llama_dir, llama):

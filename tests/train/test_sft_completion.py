@@ -20,7 +20,7 @@ from lmdemo.eval.sft_eval import response_perplexity
 from lmdemo.jobs.generation import GenerationRequest, generate
 from lmdemo.models.adapters import ADAPTER_META, EVAL_FILES
 from lmdemo.train.sft import SFTConfig, train_sft
-from tiny_families import SENTENCES
+from tiny_families import SENTENCES, build_tiny_llama
 
 pytestmark = pytest.mark.tiny
 
@@ -35,27 +35,10 @@ def home(tiny_home):
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory) -> Path:
     """A 2-layer Llama whose byte-level BPE tokenizer adds BOS and has NO chat template: a base model."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    folder = build_tiny_llama(tmp_path_factory.mktemp("tiny-base-llama"), chat=False)
+    from transformers import AutoTokenizer
 
-    folder = tmp_path_factory.mktemp("tiny-base-llama")
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(SENTENCES, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<s>", "</s>", "<pad>", "<unk>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", bpe.token_to_id("<s>"))])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                  unk_token="<unk>")
-    assert not tok.chat_template
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
+    assert not AutoTokenizer.from_pretrained(folder).chat_template
     return folder
 
 
