@@ -86,6 +86,11 @@ def test_fewshot_run_beats_zero_shot_on_held_out_rows_in_a_minute(prepared, tmp_
     assert result.metrics["accuracy"] == max(e["eval_accuracy"] for e in evals)  # the best pass is what was saved
     meta = json.loads((Path(result.output_dir) / "lmdemo.json").read_text())
     assert meta["best_step"] == result.best_step and meta["initial_accuracy"] == result.initial_accuracy
+    if result.best_step:  # a later pass won: the saved LoRA weights are trained ones
+        from safetensors.torch import load_file
+
+        weights = load_file(Path(result.output_dir) / "adapter_model.safetensors")
+        assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights.items())
 
 
 @pytest.mark.slow
