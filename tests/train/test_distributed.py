@@ -108,7 +108,7 @@ def test_accelerate_launch_with_the_ddp_config_trains_two_cpu_processes(cpu_env,
     config = ACCELERATE_CONFIGS / "ddp.yaml"
     proc = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
                 "--main_process_port", "0", "-m", "lmdemo", "finetune", "classification", "--sample", TOPICS,
-                "--epochs", "1", "--output", str(out), "--no-compare"], cpu_env)
+                "--max-steps", "4", "--output", str(out), "--no-compare"], cpu_env)
     check_one_adapter_from_rank0(out, proc, steps=4, compared=False)
 
 
