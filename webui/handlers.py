@@ -627,7 +627,6 @@ def plain(value: Any) -> str:
 def training_status(request: gr.Request = None):
     """Progress line, loss plot data, comparison tables of the caller's own run: polled by a timer, so a reloaded
     page re-attaches."""
-    from lmdemo.models.adapters import paired_sentence
     from lmdemo.train import runlog
     from lmdemo.train.worker import JOBS
 
@@ -637,12 +636,11 @@ def training_status(request: gr.Request = None):
             None, None, None, None
     eta = f" · ETA {st.eta_seconds:.0f} s" if st.eta_seconds is not None and st.running else ""
     rate = f" · {st.steps_per_second:.2f} it/s" if st.running else ""
-    warning = runlog.worse_than_base(st.task, st.comparison)
     line = (f"**{plain(st.name)}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
             f"{rate}{eta} · {st.elapsed:.0f} s — {plain(st.message)}"
             + (f"  \n{plain(runlog.versus(st.run['actual'], st.run.get('estimate')))}" if st.run.get("actual") else "")
-            + (f"  \n{plain(paired)}" if (paired := paired_sentence((st.comparison or {}).get("paired"))) else "")
-            + (f"  \n**⚠️ {plain(warning)}**" if warning else "")
+            + "".join(f"  \n{line}" for line in _verdict((st.comparison or {}).get("paired"),
+                                                           runlog.worse_than_base(st.task, st.comparison)))
             + "".join(f"  \n_{plain(note)}_" for note in st.notes)
             + ("  \n_(the last run before the app restarted)_" if st.restored else ""))
     return (line, *loss_frames(st.losses), *comparison_frames(st.comparison))
@@ -724,13 +722,16 @@ def show_past_run(name: str | None, request: gr.Request = None):
              + (" · stopped early" if rec.get("stopped") else ""),
              plain(runlog.versus(rec.get("actual") or {}, rec.get("estimate"))),
              f"settings: {plain(settings)}"] + ([plain(scores)] if scores else [])
+    lines += _verdict(rec.get("paired"), rec.get("warning"))
+    return "  \n".join(lines), *loss_frames(rec.get("curve") or [])
+
+
+def _verdict(paired: dict | None, warning: str | None) -> list[str]:
+    """A finished run's verdict as Markdown lines: the paired comparison, then the worse-than-base warning in bold."""
     from lmdemo.models.adapters import paired_sentence
 
-    if sentence := paired_sentence(rec.get("paired")):
-        lines.append(plain(sentence))
-    if rec.get("warning"):
-        lines.append(f"**⚠️ {plain(rec['warning'])}**")
-    return "  \n".join(lines), *loss_frames(rec.get("curve") or [])
+    sentence = paired_sentence(paired)
+    return ([plain(sentence)] if sentence else []) + ([f"**⚠️ {plain(warning)}**"] if warning else [])
 
 
 # ---------------------------------------------------------------- adapters

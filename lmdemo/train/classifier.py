@@ -170,7 +170,6 @@ def best_keeper(model):
     class Best(TrainerCallback):
         score: tuple | None = None
         step = 0
-        accuracy: float | None = None
         weights: dict[str, torch.Tensor] = {}
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
@@ -178,7 +177,7 @@ def best_keeper(model):
                 return
             score = (metrics["eval_accuracy"], -metrics.get("eval_loss", 0.0))
             if self.score is None or score > self.score:
-                self.score, self.step, self.accuracy = score, state.global_step, metrics["eval_accuracy"]
+                self.score, self.step = score, state.global_step
                 self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
         def restore(self) -> None:

@@ -9,11 +9,11 @@ every rank after the same step, and rank 0 saves the adapter trained so far.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from lmdemo.train import distributed
+from lmdemo.train.runlog import write_json
 
 
 def main(argv: list[str]) -> int:
@@ -32,9 +32,7 @@ def main(argv: list[str]) -> int:
                         stop_event=distributed.StopFile(folder / "stop"))
     if progress is not None:
         progress.close()
-        tmp = folder / "result.json.tmp"
-        tmp.write_text(json.dumps({"output_dir": result.output_dir}))
-        os.replace(tmp, folder / "result.json")
+        write_json(folder / "result.json", {"output_dir": result.output_dir})
     distributed.finish()
     return 0
 

@@ -53,16 +53,18 @@ class RunClock:
         return out
 
 
-def write(output_dir: str | Path, record: dict[str, Any]) -> Path | None:
-    """Write ``run.json`` into the adapter folder atomically; None when the folder is gone (a failed run)."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    path = folder / RUN_FILE
-    tmp = folder / f".{RUN_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, default=str), encoding="utf-8")
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as JSON at ``path`` atomically: a reader sees the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def write(output_dir: str | Path, record: dict[str, Any]) -> Path | None:
+    """Write ``run.json`` into the adapter folder; None when the folder is gone (a failed run)."""
+    folder = Path(output_dir)
+    return write_json(folder / RUN_FILE, record) if folder.is_dir() else None
 
 
 def record(clock: RunClock, task: str, config: dict[str, Any], estimate: dict | None = None,

@@ -335,10 +335,10 @@ def _ended(st: JobStatus) -> None:
         CACHE.forget_adapter(st.output_dir)
     path = _jobs_file(st.owner)
     try:
+        from lmdemo.train.runlog import write_json
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(st), default=str))
-        os.replace(tmp, path)
+        write_json(path, asdict(st))
     except OSError:  # a full disk must not turn a finished run into an error
         pass
 
