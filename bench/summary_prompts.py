@@ -4,7 +4,7 @@ check on), plus the numbers and names the fact check flagged in the first summar
 
 The set is split in two: the dev half (rows 0-19) chooses, the held-out half (rows 20-39) only reports.
 
-    python bench/summary_prompts.py [--split dev] [--prompts plain examples] [--lengths 1s 2s 30w] [--limit N]
+    python bench/summary_prompts.py [--split dev] [--prompts plain shots-3] [--lengths 1s 2s 30w] [--limit N]
                                     [--predictions FILE.json]
 """
 
