@@ -288,6 +288,8 @@ def finetune_tab() -> None:
             epochs = gr.Slider(1, 20, value=epochs_default, step=1, label=i("epochs"), elem_id="finetune-epochs")
             lr = gr.Number(value=lr_default, label=i("learning_rate"), elem_id="finetune-learning_rate")
             lora_r = gr.Slider(2, 64, value=r_default, step=2, label=i("lora_r"), elem_id="finetune-lora_r")
+            max_steps = gr.Number(value=0, minimum=0, maximum=h.MAX_UI_STEPS, precision=0, label=i("max_steps"),
+                                  elem_id="finetune-max-steps")
             quantize = gr.Dropdown(["none", "4bit"], value="none", label=i("quantize"))
             name = gr.Textbox(value="topics", label=i("adapter_name"))
         langs = [(lang_name, code) for code, lang_name in LANGUAGES.items()]
@@ -349,11 +351,12 @@ def finetune_tab() -> None:
     for trigger in (check.click, upload.upload, sample.change):
         trigger(h.check_training_data, data_inputs, [preview, data_summary, first_col, second_col],
                 api_name="ui_check_data", api_visibility="private")
-    estimate_btn.click(h.estimate_training, data_inputs + [base, quantize, lora_r, ft_source, ft_target, epochs],
+    estimate_btn.click(h.estimate_training, data_inputs + [base, quantize, lora_r, ft_source, ft_target, epochs,
+                                                           max_steps],
                        estimate_md,
                        concurrency_id="training", api_name="ui_estimate", api_visibility="private")
     start.click(h.start_training, data_inputs + [base, epochs, lr, lora_r, quantize, name, ft_source, ft_target,
-                                                 processes], None,
+                                                 processes, max_steps], None,
                 api_name="ui_start_training", api_visibility="private")
     cancel.click(h.cancel_training, None, None, api_name="ui_cancel_training", api_visibility="private")
     timer = gr.Timer(1.0)

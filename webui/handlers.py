@@ -524,16 +524,27 @@ def _plan_key(planned) -> tuple:
             len(planned.data.train))
 
 
+MAX_UI_STEPS = 10_000  # the Max steps box's bound; 0 there means "by epochs"
+
+
+def _steps(max_steps: float | None) -> int | None:
+    if not max_steps:
+        return None
+    if not 1 <= max_steps <= MAX_UI_STEPS or max_steps != int(max_steps):
+        raise InputError(f"Max steps must be a whole number from 0 (by epochs) to {MAX_UI_STEPS}, not {max_steps}.")
+    return int(max_steps)
+
+
 @friendly
 def estimate_training(task: str, sample: str | None, upload: str | None, first_col: str | None,
                       second_col: str | None, base: str, quantize: str, lora_r: float, source: str = "en",
-                      target: str = "fr", epochs: float | None = None, request: gr.Request = None,
-                      progress=gr.Progress(track_tqdm=True)):
+                      target: str = "fr", epochs: float | None = None, max_steps: float | None = 0,
+                      request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     from lmdemo.train.plan import estimate_plan
 
     req = finetune_request(task, sample, upload, first_col, second_col, base=base, quantize=quantize,
                            lora_r=int(lora_r), source=source, target=target,
-                           epochs=float(epochs) if epochs else None)
+                           epochs=float(epochs) if epochs else None, max_steps=_steps(max_steps))
     planned = plan(req)
     est = estimate_plan(planned)
     owner = owner_of(request)
@@ -592,10 +603,11 @@ def start_job(req: FinetuneRequest, request: gr.Request | None = None, processes
 @friendly
 def start_training(task: str, sample: str | None, upload: str | None, first_col: str | None, second_col: str | None,
                    base: str, epochs: float, lr: float, lora_r: float, quantize: str, name: str,
-                   source: str = "en", target: str = "fr", processes: float = 1, request: gr.Request = None):
+                   source: str = "en", target: str = "fr", processes: float = 1, max_steps: float | None = 0,
+                   request: gr.Request = None):
     req = finetune_request(task, sample, upload, first_col, second_col, output=name,
                            base=base, epochs=float(epochs), learning_rate=float(lr), lora_r=int(lora_r),
-                           quantize=quantize, source=source, target=target)
+                           quantize=quantize, source=source, target=target, max_steps=_steps(max_steps))
     planned, status = start_job(req, request, processes=int(processes or 1))
     _show_notes(status.notes)
     gr.Info(f"Training {planned.name} started: {len(planned.data.train)} rows, "
