@@ -28,10 +28,10 @@ from lmdemo.train.plan import FinetuneRequest, estimate_plan, plan
 from . import handlers as h
 from . import limits
 from .handlers import BIGRAM, EVAL, FT, GEN, GEN_REQ, NEXT, SUM, TR
-from .i18n import I18N
+from .i18n import I18N, ui
 
 log = logging.getLogger("lmdemo.webui")
-i = I18N  # i("key") marks a string for translation in the browser
+i = ui  # i("key") marks a string for translation in the browser
 
 MAX_FILE_SIZE = "10mb"
 CAUSAL_CHOICES = [DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL]

@@ -35,7 +35,7 @@ from lmdemo.models.registry import BUILTINS
 from lmdemo.serve import slots, visitors
 from lmdemo.train.plan import FinetuneRequest, plan, task_defaults
 
-from .i18n import error_message, lang_of, text
+from .i18n import error_message, lang_of, message, say, text, word
 
 log = logging.getLogger("lmdemo.webui")
 BUNDLED_SENTIMENT = "sentiment (bundled MiniLM + LoRA)"  # the Sentiment tab's label for "the job's default"
@@ -183,9 +183,9 @@ def picker_choices(task: str | tuple[str, ...], defaults: list[str], request: gr
                                  for a in list_adapters(kind, owner=owner_of(request))]
 
 
-def _show_notes(notes: list[str]) -> None:
+def _show_notes(notes: list[str], lang: str = "en") -> None:
     for note in notes:
-        gr.Warning(note)
+        gr.Warning(message(note, lang))
 
 
 def api_data(value: str | None) -> str | None:
@@ -236,15 +236,15 @@ def chat_reply(history: list[dict], mode: str, model: str, quantize: str, max_ne
     if stop is not None:
         stop.clear()
     history.append({"role": "assistant", "content": ""})
-    stats_line, finish = "", ""
+    stats_line, finish, lang = "", "", lang_of(request)
     for res in generate_stream(req, stop=stop):
         history[-1]["content"] = res.text
         stats = res.stats
-        stats_line = (f"**{stats.tokens}** tokens · **{stats.tokens_per_second:.1f}** tok/s"
-                      f" · first token after {stats.first_token_seconds or 0:.2f} s · {stats.backend}")
+        stats_line = say("chat_stats", lang, tokens=stats.tokens, tps=stats.tokens_per_second,
+                         first=stats.first_token_seconds or 0, backend=stats.backend)
         finish = stats.finish_reason
         yield history, stats_line
-    yield history, f"{stats_line} · {finish}"
+    yield history, f"{stats_line} · {word(finish, lang)}"
 
 
 def stop_generation(stop: threading.Event | None) -> None:
@@ -289,7 +289,9 @@ def sentiment_batch(lines: str, upload: str | None, model: str, request: gr.Requ
     out = scratch("sentiment-") / "sentiment.csv"
     to_csv(results, out)
     rows = [[r.text, r.label, round(r.score, 4)] for r in results]
-    return rows, gr.DownloadButton(value=str(out), visible=True)
+    lang = lang_of(request)
+    return (gr.Dataframe(value=rows, headers=[word(h, lang) for h in ("text", "label", "score")]),
+            gr.DownloadButton(value=str(out), visible=True))
 
 
 # ---------------------------------------------------------------- summarisation
@@ -301,38 +303,36 @@ def summarise(text_in: str, unit: str, length: float, model: str, stop: threadin
     req = SummaryRequest(need(text_in, request), length=length, unit=unit, model=model, adapter=adapter)
     if stop is not None:
         stop.clear()
-    shown = 0
+    shown, lang = 0, lang_of(request)
     for res in summarize_stream(req, stop=stop):
-        _show_notes(res.notes[shown:])
+        _show_notes(res.notes[shown:], lang)
         shown = len(res.notes)
-        yield res.summary, _lengths(res)
+        yield res.summary, _lengths(res, lang)
 
 
-def _lengths(res) -> str:
-    return (f"input **{res.input_words}** words ({res.input_tokens} tokens) → summary **{res.summary_words}** words"
-            + (f" · {res.chunks} parts" if res.chunks > 1 else "") + _speed(res) + _fact_line(res))
+def _lengths(res, lang: str = "en") -> str:
+    return (say("lengths", lang, words=res.input_words, tokens=res.input_tokens, out=res.summary_words)
+            + (say("parts", lang, n=res.chunks) if res.chunks > 1 else "") + _speed(res, lang) + _fact_line(res, lang))
 
 
 # What the summary's fact check did (lmdemo.jobs.summarization.FactCheck), as the tab says it.
-FACT_CHECK = {"passed": "✓ every number and name in the summary is in the text",
-              "regenerated": "⚠️ not in the text: {flagged}; summarised again, told to use only the text's facts",
-              "trimmed": "⚠️ not in the text: {flagged}; cut from the summary",
-              "lead": "⚠️ not in the text: {flagged}; the text's opening sentence shown instead"}
+FACT_CHECK = {"passed": "fact_passed", "regenerated": "fact_regenerated", "trimmed": "fact_trimmed",
+              "lead": "fact_lead"}
 
 
-def _fact_line(res) -> str:
-    line = FACT_CHECK.get(getattr(res, "fact_check", ""), "")
-    if not line:
+def _fact_line(res, lang: str = "en") -> str:
+    key = FACT_CHECK.get(getattr(res, "fact_check", ""))
+    if not key:
         return ""
-    line = line.format(flagged=", ".join(f"“{plain(f)}”" for f in res.flagged))
+    line = say(key, lang, flagged=", ".join(f"“{plain(f)}”" for f in res.flagged))
     if res.unsupported:
-        line += " · still unsupported: " + ", ".join(f"“{plain(f)}”" for f in res.unsupported)
+        line += say("still_unsupported", lang, items=", ".join(f"“{plain(f)}”" for f in res.unsupported))
     return f"  \n{line}"
 
 
-def _speed(res) -> str:
+def _speed(res, lang: str = "en") -> str:
     """Tokens, tok/s and the back-end (a remote engine's name) of a streamed job's result."""
-    return f" · {res.tokens} tokens · {res.tokens_per_second:.1f} tok/s · {res.backend}" if res.backend else ""
+    return say("speed", lang, tokens=res.tokens, tps=res.tokens_per_second, backend=res.backend) if res.backend else ""
 
 
 # ---------------------------------------------------------------- translation
@@ -344,11 +344,12 @@ def translate(text_in: str, source: str, target: str, model: str, stop: threadin
     req = TranslationRequest(need(text_in, request), source, target, model=model, adapter=adapter)
     if stop is not None:
         stop.clear()
-    shown = 0
+    shown, lang = 0, lang_of(request)
     for res in translate_stream(req, stop=stop):
-        _show_notes(res.notes[shown:])
+        _show_notes(res.notes[shown:], lang)
         shown = len(res.notes)
-        yield res.translation, f"**{res.sentences}** sentence{'' if res.sentences == 1 else 's'}{_speed(res)}"
+        yield res.translation, say("sentences", lang, n=res.sentences, s="" if res.sentences == 1 else "s") + _speed(
+            res, lang)
 
 
 def swap_languages(source: str, target: str, text_in: str, translated: str):
@@ -361,13 +362,16 @@ def swap_languages(source: str, target: str, text_in: str, translated: str):
 def lab_score(text_in: str, model: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     model, adapter = pick(model, request)
     res = perplexity(PerplexityRequest(need(text_in, request), model=model, adapter=adapter))
+    lang = lang_of(request)
     strip = [(t.token, round(t.prob, 3)) for t in res.tokens]
     table = [[t.token, round(t.logprob, 3), round(t.prob, 4)] for t in res.tokens]
-    summary = (f"**{len(res.tokens)}** tokens · total log-probability **{res.total_logprob:.2f}** nats · "
-               f"perplexity = exp(−{res.total_logprob:.2f} / {len(res.tokens)}) = **{res.perplexity:.2f}**")
+    summary = say("lab_totals", lang, n=len(res.tokens), total=res.total_logprob, neg=-res.total_logprob,
+                  ppl=res.perplexity)
     if res.note:
-        summary += f"\n\n_{res.note}_"
-    return strip, summary, table
+        import re  # the result joins its notes with spaces: translate sentence by sentence
+
+        summary += "\n\n_" + " ".join(message(n, lang) for n in re.split(r"(?<=\.)\s+(?=[A-Z])", res.note)) + "_"
+    return strip, summary, gr.Dataframe(value=table, headers=[word(h, lang) for h in ("token", "log p", "p")])
 
 
 @friendly
@@ -376,8 +380,10 @@ def lab_next(prefix: str, k: float, model: str, request: gr.Request = None, prog
 
     model, adapter = pick(model, request)
     res = next_tokens(NextTokensRequest(need(prefix, request), k=k, model=model, adapter=adapter))
+    lang = lang_of(request)
     # Quote tokens so leading spaces stay visible and equal-looking pieces stay apart on the axis.
-    return pd.DataFrame({"token": [repr(t) for t, _ in res.tokens], "probability": [p for _, p in res.tokens]})
+    frame = pd.DataFrame({"token": [repr(t) for t, _ in res.tokens], "probability": [p for _, p in res.tokens]})
+    return gr.BarPlot(value=frame, x_title=word("token", lang), y_title=word("probability", lang))
 
 
 @friendly
@@ -386,10 +392,8 @@ def lab_bigram(text_in: str, corpus: str, k: float, model: str, request: gr.Requ
     model, adapter = pick(model, request)
     req = BigramRequest(need(text_in, request), need(corpus, request), k=k, model=model, adapter=adapter)
     res = bigram(req)
-    return (f"| model | predicted tokens | perplexity |\n|---|---|---|\n"
-            f"| neural LM ({res.model}) | {res.lm_tokens} | {res.lm_perplexity:.2f} |\n"
-            f"| bigram, add-{float(req.k):g} | {res.bigram_tokens} | {res.bigram_perplexity:.2f} |\n\n"
-            "Lower is better. The two count different units (sub-word tokens vs words), so compare trends, not digits.")
+    return say("bigram_table", lang_of(request), model=res.model, lm_tokens=res.lm_tokens, lm_ppl=res.lm_perplexity,
+               k=f"{float(req.k):g}", bi_tokens=res.bigram_tokens, bi_ppl=res.bigram_perplexity)
 
 
 # ---------------------------------------------------------------- models
@@ -405,16 +409,23 @@ def models_list() -> list[dict[str, Any]]:
     return out
 
 
-def models_table() -> list[list[str]]:
-    return [[m["name"], m["state"], f"{m['size_bytes'] / 2**20:.0f} MB" if m["size_bytes"] else "-", m["params"],
-             m["good_for"], m["licence"], m["packages"][0] + (" (+parts)" if len(m["packages"]) > 1 else "")]
-            for m in models_list()]
+MODEL_HEADERS = ["name", "status", "size", "params", "good for", "licence", "PyPI"]
+
+
+def models_table(request: gr.Request = None):
+    from .i18n import good_for
+
+    lang = lang_of(request)
+    rows = [[m["name"], word(m["state"], lang), f"{m['size_bytes'] / 2**20:.0f} MB" if m["size_bytes"] else "-",
+             m["params"], good_for(m["name"], m["good_for"], lang),
+             m["licence"], m["packages"][0] + (" (+parts)" if len(m["packages"]) > 1 else "")] for m in models_list()]
+    return gr.Dataframe(value=rows, headers=[word(h, lang) for h in MODEL_HEADERS])
 
 
 @friendly
 def prepare_models(request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     store.prepare()
-    return models_table()
+    return models_table(request)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -437,15 +448,18 @@ def run_evaluation(task: str, upload: str | None, models: str, limit: float, sto
         stop.clear()
     cmp = compare_for(EvalRequest(task, upload or None, models=models, limit=limit, source=source, target=target),
                       request, stop)
-    _show_notes(sorted({note for _, res in cmp.results for note in res.notes}))
+    lang = lang_of(request)
+    _show_notes(sorted({note for _, res in cmp.results for note in res.notes}), lang)
     headers, rows = cmp.metrics_rows()
     # One bar per (metric, model), coloured by model: a plain colour split would stack the metrics.
-    chart = pd.DataFrame([{"bar": f"{name} · {label}", "model": label, "value": value}
+    chart = pd.DataFrame([{"bar": f"{word(name, lang)} · {label}", "model": label, "value": value}
                           for label, res in cmp.results for name, value in res.metrics.items()])
     out = scratch("eval-") / "eval-results.json"
     out.write_text(json.dumps(cmp.to_dict()["results"], indent=2, ensure_ascii=False))
-    return (gr.Dataframe(value=rows, headers=headers), chart, pd.DataFrame(cmp.examples()),
-            gr.DownloadButton(value=str(out), visible=True))
+    examples = pd.DataFrame(cmp.examples())
+    return (gr.Dataframe(value=rows, headers=[word(h, lang) for h in headers]),
+            gr.BarPlot(value=chart, x_title=word("bar", lang), y_title=word("value", lang)),
+            examples.rename(columns=lambda c: word(c, lang)), gr.DownloadButton(value=str(out), visible=True))
 
 
 # ---------------------------------------------------------------- fine-tuning
@@ -487,10 +501,10 @@ def _preview_source(sample: str | None, upload: str | None) -> str:
     raise InputError("Upload a CSV/JSONL/Parquet file or pick a sample set.")
 
 
-def plan_summary_text(summary: dict) -> str:
-    return (f"**{summary['train_rows']}** training rows, **{summary['validation_rows']}** validation rows"
-            + (f" · labels: {', '.join(summary['labels'])}" if summary["labels"] else "")
-            + "".join(f"\n\n_{n}_" for n in summary["notes"]))
+def plan_summary_text(summary: dict, lang: str = "en") -> str:
+    return (say("plan_rows", lang, train=summary["train_rows"], val=summary["validation_rows"])
+            + (say("plan_labels", lang, labels=", ".join(summary["labels"])) if summary["labels"] else "")
+            + "".join(f"\n\n_{message(n, lang)}_" for n in summary["notes"]))
 
 
 @friendly
@@ -508,9 +522,10 @@ def check_training_data(task: str, sample: str | None, upload: str | None, first
     try:
         planned = plan(finetune_request(task, sample, upload, first, second), settle=False)
     except InputError as exc:
-        gr.Warning(str(exc))
-        return preview, f"⚠️ {exc}", *choices
-    return preview, plan_summary_text(planned.summary()), *choices
+        said = message(str(exc), lang_of(request))
+        gr.Warning(said)
+        return preview, f"⚠️ {said}", *choices
+    return preview, plan_summary_text(planned.summary(), lang_of(request)), *choices
 
 
 _ESTIMATES: OrderedDict[str | None, tuple[tuple, dict]] = OrderedDict()  # owner -> (plan key, estimate), bounded
@@ -521,7 +536,7 @@ def _plan_key(planned) -> tuple:
     """What an estimate depends on: a run started with the same key is shown beside the estimate made for it."""
     config = planned.config
     return (planned.task, config["base_model"], config.get("quantize"), config.get("lora_r"), config.get("epochs"),
-            len(planned.data.train))
+            config.get("max_steps"), len(planned.data.train))
 
 
 MAX_UI_STEPS = 10_000  # the Max steps box's bound; 0 there means "by epochs"
@@ -552,7 +567,16 @@ def estimate_training(task: str, sample: str | None, upload: str | None, first_c
     _ESTIMATES[owner] = (_plan_key(planned), est.to_dict())
     while len(_ESTIMATES) > MAX_ESTIMATES_KEPT:
         _ESTIMATES.popitem(last=False)
-    return est.text()
+    return estimate_text(est, lang_of(request))
+
+
+def estimate_text(est, lang: str) -> str:
+    if lang != "zh":
+        return est.text()
+    run = say("estimate_run", lang, steps=est.total_steps, seconds=est.total_seconds) if est.total_steps else ""
+    return say("estimate", lang, per_epoch=est.seconds_per_epoch / 60, steps=est.steps_per_epoch,
+               per_step=est.seconds_per_step, run=run, mb=est.peak_memory_mb, trainable=est.trainable_params,
+               total=est.total_params)
 
 
 def task_settings(task: str):
@@ -609,9 +633,10 @@ def start_training(task: str, sample: str | None, upload: str | None, first_col:
                            base=base, epochs=float(epochs), learning_rate=float(lr), lora_r=int(lora_r),
                            quantize=quantize, source=source, target=target, max_steps=_steps(max_steps))
     planned, status = start_job(req, request, processes=int(processes or 1))
-    _show_notes(status.notes)
-    gr.Info(f"Training {planned.name} started: {len(planned.data.train)} rows, "
-            f"{len(planned.data.validation)} for validation.")
+    lang = lang_of(request)
+    _show_notes(status.notes, lang)
+    gr.Info(say("training_started", lang, name=planned.name, rows=len(planned.data.train),
+                val=len(planned.data.validation)))
 
 
 @friendly
@@ -643,32 +668,34 @@ def training_status(request: gr.Request = None):
     from lmdemo.train.worker import JOBS
 
     st = JOBS.poll(owner_of(request))
+    lang = lang_of(request)
     if st.state == "idle":
-        return ("The training slot is busy with another visitor's run." if JOBS.busy() else "No training job yet."), \
-            None, None, None, None
-    eta = f" · ETA {st.eta_seconds:.0f} s" if st.eta_seconds is not None and st.running else ""
-    rate = f" · {st.steps_per_second:.2f} it/s" if st.running else ""
-    line = (f"**{plain(st.name)}** ({st.task}) · **{st.state}** · step {st.step}/{st.max_steps or '?'}"
-            f"{rate}{eta} · {st.elapsed:.0f} s — {plain(st.message)}"
-            + (f"  \n{plain(runlog.versus(st.run['actual'], st.run.get('estimate')))}" if st.run.get("actual") else "")
+        return say("slot_busy" if JOBS.busy() else "no_job", lang), None, None, None, None
+    eta = say("eta", lang, eta=st.eta_seconds) if st.eta_seconds is not None and st.running else ""
+    rate = say("rate", lang, rate=st.steps_per_second) if st.running else ""
+    line = (say("job_line", lang, name=plain(st.name), task=word(st.task, lang), state=word(st.state, lang),
+                step=st.step, max=st.max_steps or "?", rate=rate, eta=eta, elapsed=st.elapsed,
+                message=plain(message(st.message, lang)))
+            + (f"  \n{plain(versus(st.run['actual'], st.run.get('estimate'), lang))}" if st.run.get("actual") else "")
             + "".join(f"  \n{line}" for line in _verdict((st.comparison or {}).get("paired"),
-                                                           runlog.worse_than_base(st.task, st.comparison)))
-            + "".join(f"  \n_{plain(note)}_" for note in st.notes)
-            + ("  \n_(the last run before the app restarted)_" if st.restored else ""))
-    return (line, *loss_frames(st.losses), *comparison_frames(st.comparison))
+                                                           runlog.worse_figures(st.task, st.comparison), lang))
+            + "".join(f"  \n_{plain(message(note, lang))}_" for note in st.notes)
+            + ("  \n" + say("restored", lang) if st.restored else ""))
+    return (line, *loss_frames(st.losses, lang), *comparison_frames(st.comparison, lang))
 
 
-def loss_frames(points: list[dict]):
-    """(train loss, validation loss) frames of a run's curve points, None where a series has no point yet."""
+def loss_frames(points: list[dict], lang: str = "en"):
+    """(train loss, validation loss) plots of a run's curve points, empty where a series has no point yet."""
     import pandas as pd
 
     def curve(key: str):
         rows = [{"step": p["step"], "loss": p[key]} for p in points if key in p]
-        return pd.DataFrame(rows) if rows else None
+        return gr.LinePlot(value=pd.DataFrame(rows) if rows else None, x_title=word("step", lang),
+                           y_title=word("loss", lang))
     return curve("loss"), curve("eval_loss")
 
 
-def comparison_frames(comparison: dict):
+def comparison_frames(comparison: dict, lang: str = "en"):
     """(metrics table, side-by-side examples) of a base vs fine-tuned comparison; None when there is none."""
     import pandas as pd
 
@@ -676,9 +703,10 @@ def comparison_frames(comparison: dict):
     if comparison:
         cmp = comparison
         names = list(cmp["metrics"]["base"])
-        metrics = pd.DataFrame([[who, *[round(v, 4) for v in cmp["metrics"][who].values()]]
-                                for who in ("base", "fine-tuned")], columns=["model", *names])
-        examples = pd.DataFrame(cmp.get("examples") or [])
+        metrics = pd.DataFrame([[word(who, lang), *[round(v, 4) for v in cmp["metrics"][who].values()]]
+                                for who in ("base", "fine-tuned")],
+                               columns=[word(c, lang) for c in ("model", *names)])
+        examples = pd.DataFrame(cmp.get("examples") or []).rename(columns=lambda c: word(c, lang))
     return metrics, examples
 
 
@@ -719,31 +747,66 @@ def show_past_run(name: str | None, request: gr.Request = None):
     """A past run's settings, figures and curves, read back from its adapter folder."""
     from lmdemo.train import runlog
 
+    lang = lang_of(request)
     if not name:
-        return "No past run picked.", None, None
+        return say("no_past_run", lang), *loss_frames([], lang)
     folder = _own_runs(request).get(name)
     if folder is None:
         raise InputError(f"No run record for {name!r} among your adapters.")
     rec = runlog.read(folder)
     settings = ", ".join(f"{k} {v}" for k, v in (rec.get("settings") or {}).items() if v is not None)
     metrics = rec.get("metrics") or {}
-    scores = " · ".join(f"{who}: " + ", ".join(f"{k} {v:.3f}" for k, v in (metrics.get(who) or {}).items()
-                                               if isinstance(v, (int, float)))
+    scores = " · ".join(f"{word(who, lang)}: " + ", ".join(f"{word(k, lang)} {v:.3f}"
+                                                           for k, v in (metrics.get(who) or {}).items()
+                                                           if isinstance(v, (int, float)))
                         for who in ("base", "fine-tuned") if metrics.get(who))
-    lines = [f"**{plain(name)}** ({plain(rec.get('task', '?'))}) · finished {plain(rec.get('finished', '?'))}"
-             + (" · stopped early" if rec.get("stopped") else ""),
-             plain(runlog.versus(rec.get("actual") or {}, rec.get("estimate"))),
-             f"settings: {plain(settings)}"] + ([plain(scores)] if scores else [])
-    lines += _verdict(rec.get("paired"), rec.get("warning"))
-    return "  \n".join(lines), *loss_frames(rec.get("curve") or [])
+    task = str(rec.get("task", "?"))
+    lines = [say("past_head", lang, name=plain(name), task=plain(word(task, lang)),
+                 finished=plain(rec.get("finished", "?"))) + (say("stopped_early", lang) if rec.get("stopped") else ""),
+             plain(versus(rec.get("actual") or {}, rec.get("estimate"), lang)),
+             say("settings", lang, settings=plain(settings))] + ([plain(scores)] if scores else [])
+    lines += _verdict(rec.get("paired"), runlog.worse_figures(task, {"metrics": metrics}), lang)
+    return "  \n".join(lines), *loss_frames(rec.get("curve") or [], lang)
 
 
-def _verdict(paired: dict | None, warning: str | None) -> list[str]:
+def _verdict(paired: dict | None, worse: tuple | None, lang: str = "en") -> list[str]:
     """A finished run's verdict as Markdown lines: the paired comparison, then the worse-than-base warning in bold."""
+    sentence = paired_text(paired, lang)
+    warning = say("worse", lang, metric=word(worse[0], lang), tuned=worse[1], base=worse[2]) if worse else None
+    return ([plain(sentence)] if sentence else []) + ([f"**⚠️ {plain(warning)}**"] if warning else [])
+
+
+def paired_text(paired: dict | None, lang: str) -> str | None:
+    """The paired comparison's sentence (lmdemo.models.adapters.paired_sentence) in the visitor's language."""
     from lmdemo.models.adapters import paired_sentence
 
-    sentence = paired_sentence(paired)
-    return ([plain(sentence)] if sentence else []) + ([f"**⚠️ {plain(warning)}**"] if warning else [])
+    if lang != "zh" or not paired_sentence(paired):
+        return paired_sentence(paired)
+    low, high = paired["ci95"]
+    name = {"chrf": "sentence-level chrF", "rougeL": "ROUGE-L"}.get(paired.get("metric"), paired.get("metric"))
+    return say("paired", lang, n=paired["n"], s="", wins=paired["wins"], losses=paired["losses"], ties=paired["ties"],
+               metric=word(name, lang), diff=paired["difference"], low=low, high=high,
+               direction="" if paired.get("higher_is_better", True) else say("lower_better", lang),
+               verdict=say("includes_zero" if low <= 0 <= high else "excludes_zero", lang))
+
+
+def versus(actual: dict, estimate: dict | None, lang: str) -> str:
+    """The estimate beside what the run took (lmdemo.train.runlog.versus) in the visitor's language."""
+    from lmdemo.train import runlog
+
+    if lang != "zh":
+        return runlog.versus(actual, estimate)
+
+    def part(seconds, per_step, mb) -> str:
+        bits = ([say("seconds", lang, v=seconds)] if seconds is not None else []) + (
+            [say("per_step", lang, v=per_step)] if per_step is not None else []) + (
+            [f"{mb:.0f} MB"] if mb is not None else [])
+        return "，".join(bits) or "?"
+    done = part(actual.get("train_seconds"), actual.get("seconds_per_step"), actual.get("peak_memory_mb"))
+    if not estimate:
+        return say("took", lang, done=done, steps=actual.get("steps", 0))
+    guess = part(estimate.get("total_seconds") or None, estimate.get("seconds_per_step"), estimate.get("peak_memory_mb"))
+    return say("estimated_took", lang, guess=guess, done=done, steps=actual.get("steps", 0))
 
 
 # ---------------------------------------------------------------- adapters
@@ -755,10 +818,13 @@ def adapters_list(request: gr.Request | None = None) -> list[dict[str, Any]]:
     return [a.to_dict() for a in list_adapters(owner=owner_of(request))]
 
 
-def adapters_table(request: gr.Request = None) -> list[list[str]]:
-    return [[a["name"], a["task"], a["base_model"] if a["owned"] or not get_settings().demo_mode else "(shared)",
-             ", ".join(f"{k} {v:.3f}" for k, v in a["metrics"].items() if isinstance(v, (int, float)))]
+def adapters_table(request: gr.Request = None):
+    lang = lang_of(request)
+    rows = [[a["name"], word(a["task"], lang),
+             a["base_model"] if a["owned"] or not get_settings().demo_mode else say("shared", lang),
+             ", ".join(f"{word(k, lang)} {v:.3f}" for k, v in a["metrics"].items() if isinstance(v, (int, float)))]
             for a in adapters_list(request)]
+    return gr.Dataframe(value=rows, headers=[word(h, lang) for h in ("name", "task", "base", "metrics")])
 
 
 def remove_named(name: str, request: gr.Request | None) -> None:
@@ -772,7 +838,7 @@ def remove_named(name: str, request: gr.Request | None) -> None:
 @friendly
 def remove_adapter(name: str, request: gr.Request = None):
     remove_named(name, request)
-    gr.Info(f"Removed {name}.")
+    gr.Info(say("removed", lang_of(request), name=name))
     return adapters_table(request)
 
 
@@ -807,7 +873,7 @@ def merge_into_folder(name: str, request: gr.Request | None = None) -> Path:
 @friendly
 def merge_adapter(name: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     out = merge_into_folder(need(name, request), request)
-    return f"Merged model saved in `{out}` (usable as a local model folder in every model box)."
+    return say("merged", lang_of(request), out=out)
 
 
 # ---------------------------------------------------------------- sharing
@@ -847,8 +913,7 @@ def share_dry_run(adapter: str, repo_id: str, private: bool, token: str, request
     """Build the exact upload folder and show its card; nothing leaves the machine."""
     repo_id = need(repo_id, request)
     result, card = dry_run(need(adapter, request), repo_id, request)
-    return (f"Dry run: these files would be uploaded to `{repo_id}`: "
-            + ", ".join(f"`{f}`" for f in result.files)), card
+    return say("dry_run", lang_of(request), repo=repo_id, files=", ".join(f"`{f}`" for f in result.files)), card
 
 
 @friendly
@@ -858,4 +923,5 @@ def share_push(adapter: str, repo_id: str, private: bool, token: str, oauth_toke
     adapter, repo_id = need(adapter, request), need(repo_id, request)
     secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)
     result = push_adapter(adapter, repo_id, private, secret, request)
-    return f"Pushed {', '.join(f'`{f}`' for f in result.files)} to [{repo_id}]({result.url or repo_id}).", None
+    return say("pushed", lang_of(request), files=", ".join(f"`{f}`" for f in result.files), repo=repo_id,
+               url=result.url or repo_id), None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 
 EN = {
@@ -113,7 +115,17 @@ ZH = {
                  "如需完整功能，请复制此 Space 并设置 `LMDEMO_DEMO_MODE=0`。",
 }
 
-I18N = gr.I18n(en=EN, zh=ZH)
+# The browser translates any string that equals a key (a dropdown choice, a table cell), so the keys it sees
+# carry a prefix no data column or model output has.
+KEY_PREFIX = "lmdemo_ui_"
+I18N = gr.I18n(en={KEY_PREFIX + k: v for k, v in EN.items()}, zh={KEY_PREFIX + k: v for k, v in ZH.items()})
+
+
+def ui(key: str):
+    """A label the browser shows in its language."""
+    if key not in EN:
+        raise KeyError(key)
+    return I18N(KEY_PREFIX + key)
 
 _ERROR_PREFIX = {
     "InputError": ("Input problem", "输入有误"),
@@ -142,4 +154,171 @@ def text(key: str, lang: str) -> str:
 def error_message(exc: Exception, lang: str) -> str:
     """One line for the page: a localised kind of problem, then the library's specific message."""
     en, zh = _ERROR_PREFIX.get(type(exc).__name__, ("Error", "出错"))
-    return f"{zh if lang == 'zh' else en}: {exc}"
+    return f"{zh}：{message(str(exc), lang)}" if lang == "zh" else f"{en}: {exc}"
+
+
+# ---------------------------------------------------------------- what the server writes on the page
+# key -> (English, Chinese) str.format templates: stats lines, status lines, toasts and table headers.
+LINES = {
+    "chat_stats": ("**{tokens}** tokens · **{tps:.1f}** tok/s · first token after {first:.2f} s · {backend}",
+                   "**{tokens}** 个词元 · **{tps:.1f}** 词元/秒 · 首个词元用时 {first:.2f} 秒 · {backend}"),
+    "speed": (" · {tokens} tokens · {tps:.1f} tok/s · {backend}", " · {tokens} 个词元 · {tps:.1f} 词元/秒 · {backend}"),
+    "lengths": ("input **{words}** words ({tokens} tokens) → summary **{out}** words",
+                "原文 **{words}** 词（{tokens} 个词元）→ 摘要 **{out}** 词"),
+    "parts": (" · {n} parts", " · 分 {n} 段"),
+    "fact_passed": ("✓ every number and name in the summary is in the text", "✓ 摘要中的每个数字和名称都出自原文"),
+    "fact_regenerated": ("⚠️ not in the text: {flagged}; summarised again, told to use only the text's facts",
+                         "⚠️ 原文中没有：{flagged}；已重新摘要，并要求只用原文中的事实"),
+    "fact_trimmed": ("⚠️ not in the text: {flagged}; cut from the summary", "⚠️ 原文中没有：{flagged}；已从摘要中删去"),
+    "fact_lead": ("⚠️ not in the text: {flagged}; the text's opening sentence shown instead",
+                  "⚠️ 原文中没有：{flagged}；改为显示原文的开头句"),
+    "still_unsupported": (" · still unsupported: {items}", " · 仍无依据：{items}"),
+    "sentences": ("**{n}** sentence{s}", "**{n}** 句"),
+    "lab_totals": ("**{n}** tokens · total log-probability **{total:.2f}** nats · "
+                   "perplexity = exp({neg:.2f} / {n}) = **{ppl:.2f}**",
+                   "**{n}** 个词元 · 总对数概率 **{total:.2f}** 奈特 · 困惑度 = exp({neg:.2f} / {n}) = **{ppl:.2f}**"),
+    "bigram_table": ("| model | predicted tokens | perplexity |\n|---|---|---|\n"
+                     "| neural LM ({model}) | {lm_tokens} | {lm_ppl:.2f} |\n"
+                     "| bigram, add-{k} | {bi_tokens} | {bi_ppl:.2f} |\n\n"
+                     "Lower is better. The two count different units (sub-word tokens vs words), so compare trends, "
+                     "not digits.",
+                     "| 模型 | 预测的词元数 | 困惑度 |\n|---|---|---|\n"
+                     "| 神经语言模型（{model}） | {lm_tokens} | {lm_ppl:.2f} |\n"
+                     "| 二元语法，加 {k} 平滑 | {bi_tokens} | {bi_ppl:.2f} |\n\n"
+                     "越低越好。两者的计数单位不同（子词词元与单词），所以比较趋势，而不是具体数字。"),
+    "removed": ("Removed {name}.", "已删除 {name}。"),
+    "merged": ("Merged model saved in `{out}` (usable as a local model folder in every model box).",
+               "合并后的模型保存在 `{out}`（可作为本地模型文件夹填入任何模型框）。"),
+    "dry_run": ("Dry run: these files would be uploaded to `{repo}`: {files}", "试运行：以下文件将上传到 `{repo}`：{files}"),
+    "pushed": ("Pushed {files} to [{repo}]({url}).", "已将 {files} 推送到 [{repo}]({url})。"),
+    "shared": ("(shared)", "（共享）"),
+    "training_started": ("Training {name} started: {rows} rows, {val} for validation.",
+                         "训练 {name} 已开始：{rows} 行，{val} 行用于验证。"),
+    "slot_busy": ("The training slot is busy with another visitor's run.", "训练位正被另一位访客的任务占用。"),
+    "no_job": ("No training job yet.", "还没有训练任务。"),
+    "job_line": ("**{name}** ({task}) · **{state}** · step {step}/{max}{rate}{eta} · {elapsed:.0f} s — {message}",
+                 "**{name}**（{task}）· **{state}** · 第 {step}/{max} 步{rate}{eta} · {elapsed:.0f} 秒 —— {message}"),
+    "rate": (" · {rate:.2f} it/s", " · {rate:.2f} 步/秒"),
+    "eta": (" · ETA {eta:.0f} s", " · 预计还需 {eta:.0f} 秒"),
+    "restored": ("_(the last run before the app restarted)_", "_（应用重启前的最后一次训练）_"),
+    "plan_rows": ("**{train}** training rows, **{val}** validation rows", "**{train}** 行训练数据，**{val}** 行验证数据"),
+    "plan_labels": (" · labels: {labels}", " · 标签：{labels}"),
+    "no_past_run": ("No past run picked.", "未选择以往的训练。"),
+    "past_head": ("**{name}** ({task}) · finished {finished}", "**{name}**（{task}）· 完成于 {finished}"),
+    "stopped_early": (" · stopped early", " · 提前停止"),
+    "settings": ("settings: {settings}", "设置：{settings}"),
+    "took": ("took {done} ({steps} steps)", "实际用时 {done}（{steps} 步）"),
+    "estimated_took": ("estimated {guess} · took {done} ({steps} steps)", "估计 {guess} · 实际用时 {done}（{steps} 步）"),
+    "seconds": ("{v:.0f} s", "{v:.0f} 秒"),
+    "per_step": ("{v:.2f} s/step", "{v:.2f} 秒/步"),
+    "paired": ("Fine-tuned vs base on {n} validation example{s}: {wins} wins, {losses} losses, {ties} ties; "
+               "{metric} difference {diff:+.2f} ({direction}95 % bootstrap interval {low:+.2f} to {high:+.2f}; "
+               "{verdict}).",
+               "在 {n} 个验证样本上微调模型对比基础模型：胜 {wins}，负 {losses}，平 {ties}；{metric} 差值 {diff:+.2f}"
+               "（{direction}95 % 自助法置信区间 {low:+.2f} 到 {high:+.2f}；{verdict}）。"),
+    "lower_better": ("lower is better; ", "越低越好；"),
+    "includes_zero": ("the interval includes 0: no clear difference on these examples",
+                      "区间包含 0：在这些样本上没有明显差别"),
+    "excludes_zero": ("the interval excludes 0", "区间不包含 0"),
+    "worse": ("Warning: the fine-tuned adapter is WORSE than the base model on the validation rows ({metric} "
+              "{tuned:.3f} vs {base:.3f} for the base). It was saved, but the base model alone does better: try "
+              "more data, more steps or another learning rate before using it.",
+              "警告：在验证数据上，微调后的适配器比基础模型更差（{metric} {tuned:.3f}，基础模型 {base:.3f}）。"
+              "适配器已保存，但单用基础模型效果更好：使用前请尝试更多数据、更多步数或其他学习率。"),
+    "estimate": ("~{per_epoch:.1f} min per epoch ({steps} steps × {per_step:.2f} s){run} · ~{mb:.0f} MB of memory · "
+                 "{trainable:,} trainable of {total:,} parameters",
+                 "每轮约 {per_epoch:.1f} 分钟（{steps} 步 × {per_step:.2f} 秒）{run} · 约 {mb:.0f} MB 内存 · "
+                 "可训练参数 {trainable:,} / 共 {total:,}"),
+    "estimate_run": (" · {steps} steps: ~{seconds:.0f} s of training", " · {steps} 步：约 {seconds:.0f} 秒训练"),
+}
+
+# Words the server puts in cells and status lines (job states, model states, table headers, metric names).
+WORDS_ZH = {
+    "starting": "启动中", "running": "训练中", "finished": "已完成", "failed": "失败", "cancelled": "已取消",
+    "cancelling": "取消中", "idle": "空闲",
+    "classification": "分类", "sft": "指令微调", "translation": "翻译", "summarization": "摘要",
+    "summarisation": "摘要", "generation": "生成",
+    "ready": "就绪", "fetched": "已下载", "missing": "未获取",
+    "model": "模型", "n": "样本数", "input": "输入", "reference": "参考", "prediction": "预测",
+    "base": "基础模型", "fine-tuned": "微调后", "step": "步", "loss": "损失", "token": "词元",
+    "probability": "概率", "value": "数值", "bar": "指标 · 模型",
+    "log p": "log p", "p": "p", "text": "文本", "label": "标签", "score": "分数",
+    "name": "名称", "task": "任务", "metrics": "指标", "status": "状态", "size": "大小", "params": "参数量",
+    "good for": "适用于", "licence": "许可证", "PyPI": "PyPI",
+    "accuracy": "准确率", "f1": "F1", "perplexity": "困惑度", "chrf": "chrF", "bleu": "BLEU",
+    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
+    "sentence-level chrF": "句级 chrF", "ROUGE-L": "ROUGE-L",
+    "stopped": "已停止", "length": "达到长度上限", "eos": "生成结束", "stop_string": "遇到停止串",
+}
+
+
+def say(key: str, lang: str, **values) -> str:
+    en, zh = LINES[key]
+    return (zh if lang == "zh" else en).format(**values)
+
+
+def word(value: str, lang: str) -> str:
+    """A state, header or metric name in the visitor's language (anything else as it is)."""
+    return WORDS_ZH.get(value, value) if lang == "zh" else value
+
+
+# Library sentences the page shows (notes, training messages, common input errors): pattern -> Chinese. The
+# library writes English for the CLI and scripts; what has no entry here is shown as the library wrote it.
+_PHRASES_ZH = [(re.compile(p), zh) for p, zh in (
+    (r"^starting the worker process$", "正在启动训练进程"),
+    (r"^training$", "训练中"),
+    (r"^finished$", "已完成"),
+    (r"^evaluating base and fine-tuned models on the validation split$", "正在验证集上评估基础模型和微调模型"),
+    (r"^cancelling: stopping after the current step and saving the adapter$", "正在取消：当前步结束后停止并保存适配器"),
+    (r"^cancelled; the adapter trained so far is saved$", "已取消；已保存目前训练好的适配器"),
+    (r"^cancelled before an adapter could be saved$", "在保存适配器之前已取消"),
+    (r"^the worker exited with code (-?\d+)$", r"训练进程以代码 \1 退出"),
+    (r"^demo mode: (\d+) steps at most$", r"演示模式：最多 \1 步"),
+    (r"^demo mode: (.+)$", r"演示模式：\1"),
+    (r"^The text is (\d+) tokens: summarised in (\d+) parts, then combined\.$", r"原文有 \1 个词元：分 \2 段摘要后合并。"),
+    (r"^Not in the text: (.+)\. Summarising again, told to use only its names and numbers\.$",
+     r"原文中没有：\1。正在重新摘要，并要求只用原文中的名称和数字。"),
+    (r"^Cut the part stating (.+): not in the text\.$", r"已删去提到 \1 的部分：原文中没有。"),
+    (r"^Every sentence of the summary stated something not in the text \((.+)\): showing the text's opening "
+     r"instead\.$", r"摘要的每一句都有原文中没有的内容（\1）：改为显示原文的开头。"),
+    (r"^The second summary states only names and numbers found in the text\.$", "第二次摘要只使用了原文中的名称和数字。"),
+    (r"^No examples for (.+) → (.+): the model is prompted without examples\.$", r"没有 \1 → \2 的示例：提示中不带示例。"),
+    (r"^This model has no BOS token, so the first token \((.+)\) cannot be scored; scoring from the second\.$",
+     r"此模型没有 BOS 词元，因此无法为第一个词元（\1）打分；从第二个开始。"),
+    (r"^Text truncated to its first (\d+) of (\d+) tokens\.$", r"文本已截断为前 \1 个词元（共 \2 个）。"),
+    (r"^(.+): skipped (\d+) row\(s\) with an empty (.+)\.$", r"\1：跳过了 \2 行 \3 为空的数据。"),
+    (r"^(.+): skipped (\d+) row\(s\) longer than (\d+) characters\.$", r"\1：跳过了 \2 行超过 \3 个字符的数据。"),
+    (r"^(.+): read the first ([\d,]+) rows(?: of ([\d,]+))?; a demo fine-tune takes at most ([\d,]+)\.$",
+     r"\1：只读取了前 \2 行；演示模式的微调最多使用 \4 行。"),
+    (r"^CUDA was requested but no CUDA device is available; using the CPU\.$", "请求了 CUDA，但没有可用的 CUDA 设备；改用 CPU。"),
+    (r"^A training job \((.+)\) is already running; wait for it or cancel it\.$", r"训练任务（\1）正在运行；请等待它结束或取消它。"),
+    (r"^(.+): missing column\(s\) (.+); the file has (.+)\. Map them to (.+)\.$",
+     r"\1：缺少列 \2；文件中的列为 \3。请将它们对应到 \4。"),
+    (r"^The label column has a single class \((.+)\); a classifier needs two or more\.$",
+     r"标签列只有一个类别（\1）；分类器至少需要两个。"),
+    (r"^Upload a CSV/JSONL/Parquet file or pick a sample set\.$", "请上传 CSV/JSONL/Parquet 文件或选择示例数据集。"),
+    (r"^(.+) looks binary; upload UTF-8 text \(\.txt, \.csv, \.jsonl\)\.$",
+     r"\1 看起来是二进制文件；请上传 UTF-8 文本（.txt、.csv、.jsonl）。"),
+)]
+
+
+def message(msg: str, lang: str) -> str:
+    """A library sentence in the visitor's language, where the catalogue has it."""
+    if lang != "zh":
+        return msg
+    msg = str(msg)
+    for pattern, zh in _PHRASES_ZH:
+        if pattern.search(msg):
+            return pattern.sub(zh, msg)
+    return msg
+
+
+_GOOD_FOR_ZH = {
+    "smollm2-135m-instruct": "对话、指令、摘要",
+    "gemma-3-270m": "原始续写、少样本翻译（多语言基础模型）",
+    "all-minilm-l6-v2": "句向量；文本分类器（情感）的基础模型",
+}
+
+
+def good_for(name: str, english: str, lang: str) -> str:
+    return _GOOD_FOR_ZH.get(name, english) if lang == "zh" else english

@@ -105,8 +105,8 @@ def versus(actual: dict[str, Any], estimate: dict | None) -> str:
     return f"estimated {guess} · took {done} ({actual.get('steps', 0)} steps)"
 
 
-def worse_than_base(task: str, comparison: dict | None) -> str | None:
-    """A plain warning when the saved adapter scores worse than its base model on validation, else None."""
+def worse_figures(task: str, comparison: dict | None) -> tuple[str, float, float] | None:
+    """(metric, fine-tuned, base) when the saved adapter scores worse than its base model on validation."""
     from lmdemo.eval.evaluation import EXAMPLE_SCORES
 
     key, higher = EXAMPLE_SCORES.get({"sft": "generation"}.get(task, task), ("", True))
@@ -114,8 +114,15 @@ def worse_than_base(task: str, comparison: dict | None) -> str | None:
     base, tuned = (metrics.get("base") or {}).get(key), (metrics.get("fine-tuned") or {}).get(key)
     if not isinstance(base, (int, float)) or not isinstance(tuned, (int, float)):
         return None
-    if (tuned < base) if higher else (tuned > base):
-        return (f"Warning: the fine-tuned adapter is WORSE than the base model on the validation rows ({key} "
-                f"{tuned:.3f} vs {base:.3f} for the base). It was saved, but the base model alone does better: try "
-                "more data, more steps or another learning rate before using it.")
-    return None
+    return (key, tuned, base) if ((tuned < base) if higher else (tuned > base)) else None
+
+
+def worse_than_base(task: str, comparison: dict | None) -> str | None:
+    """A plain warning when the saved adapter scores worse than its base model on validation, else None."""
+    worse = worse_figures(task, comparison)
+    if worse is None:
+        return None
+    key, tuned, base = worse
+    return (f"Warning: the fine-tuned adapter is WORSE than the base model on the validation rows ({key} "
+            f"{tuned:.3f} vs {base:.3f} for the base). It was saved, but the base model alone does better: try "
+            "more data, more steps or another learning rate before using it.")

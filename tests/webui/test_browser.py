@@ -236,6 +236,11 @@ def test_finetune_tab_trains_cancels_and_compares(browser, base_url, client):
     _tab(page, "Fine-tune")
     _button(page, "Check data").click()
     _body_contains(page, "labels: business, food, science, sport")
+    from playwright.sync_api import expect
+
+    # the pickers show the file's own column names, not a UI label that happens to share its key
+    expect(page.get_by_label("Text / prompt / source column").first).to_have_value("text")
+    expect(page.get_by_label("Label / response / target column").first).to_have_value("label")
     _fill(page, "Epochs", 2)
     _fill(page, "Max steps (0: by epochs)", 12)  # the wiring is under test here, not how well it learns
     page.get_by_label("Adapter name").first.fill("browser-topics")
@@ -345,12 +350,12 @@ def test_models_tab_and_chinese_page(browser, base_url):
     _body_contains(page, "文本生成")  # tab labels follow the browser's language
     page.get_by_role("tab", name="模型", exact=True).click()
     names = ("smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2")
-    for name in names:  # the table is filled when the page loads
-        _body_contains(page, f"{name}\nready", timeout=30_000)
+    for name in names:  # the table is filled when the page loads, its states in the page's language
+        _body_contains(page, f"{name}\n就绪", timeout=30_000)
     _button(page, "刷新").click()
     page.wait_for_timeout(1000)
     for name in names:
-        _body_contains(page, f"{name}\nready", timeout=30_000)
+        _body_contains(page, f"{name}\n就绪", timeout=30_000)
     _shot(page, "models-zh")
 
 
