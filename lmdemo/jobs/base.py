@@ -26,9 +26,15 @@ def require_text(text: str | None, what: str = "text") -> str:
 
 
 def pick_model(model: str | None, adapter: str | None, default: str) -> tuple[str, str | None]:
-    """(model, adapter) for a request: a picked adapter name, folder or Hub repo becomes its base + itself."""
+    """(model, adapter) for a request: a picked adapter name, folder or Hub repo becomes its base + itself; an
+    adapter given alone loads on its own base (not the job's default, which it may not fit)."""
     if adapter:
-        return (model or "").strip() or default, adapter
+        model = (model or "").strip()
+        if not model:
+            from lmdemo.models.adapters import adapter_base, adapter_dir
+
+            model = adapter_base(adapter_dir(adapter))
+        return model, adapter
     from lmdemo.models.adapters import resolve_pick
 
     base, folder = resolve_pick(model)

@@ -13,7 +13,6 @@ import torch
 
 from lmdemo.errors import InputError
 from lmdemo.jobs.base import pick_model, require_text
-from lmdemo.models.adapters import adapter_base, adapter_dir
 from lmdemo.models.loading import load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL
 
@@ -119,10 +118,7 @@ def _logprobs(lm, input_ids: list[int]) -> torch.Tensor:
 
 
 def _pick(model: str | None, adapter: str | None) -> tuple[str, str | None]:
-    """(base model, adapter folder): what was picked, an adapter (a name as the model, or given alone) on its own
-    base; nothing picked: the default chat model."""
-    if adapter and not str(model or "").strip():
-        model = adapter_base(adapter_dir(adapter))  # its base, not the lab's default model it would not fit
+    """(base model, adapter folder): what was picked, an adapter on its own base; nothing: the default chat model."""
     return pick_model(model, adapter, DEFAULT_CHAT_MODEL)
 
 

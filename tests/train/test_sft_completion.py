@@ -132,3 +132,19 @@ def test_lab_scores_an_adapter_given_alone_on_its_own_base(base_dir, adapter):
     assert tuned.adapter == adapter.name and tuned.perplexity != pytest.approx(base.perplexity, rel=1e-4)
     top = lmlab.next_tokens(lmlab.NextTokensRequest("The cat", k=3, adapter=str(adapter)))
     assert top.model == str(base_dir) and len(top.tokens) == 3
+
+
+def test_text_jobs_load_an_adapter_given_alone_on_its_own_base(base_dir, adapter):
+    """Generate, Summarise and Translate with only an adapter: its base, not the job's default model."""
+    from lmdemo.jobs.generation import GenerationRequest, generate
+    from lmdemo.jobs.summarization import SummaryRequest
+    from lmdemo.jobs.translation import TranslationRequest
+
+    for req in (GenerationRequest("Hi", mode="completion", adapter=str(adapter)),
+                SummaryRequest("A long text. It has two sentences.", adapter=str(adapter)),
+                TranslationRequest("Hello.", "en", "fr", adapter=str(adapter))):
+        assert (req.model, req.adapter) == (str(base_dir), str(adapter)), type(req).__name__
+    req = GenerationRequest("The cat", mode="completion", adapter=str(adapter),
+                            params=GenerationParams(max_new_tokens=4, temperature=0))
+    assert generate(req).text == generate(GenerationRequest(
+        "The cat", mode="completion", model=str(base_dir), adapter=str(adapter), params=req.params)).text
