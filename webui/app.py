@@ -70,7 +70,7 @@ def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
         mode = gr.Radio([(i("mode_chat"), "chat"), (i("mode_completion"), "completion")], value=GEN_REQ["mode"],
                         label=i("mode"), scale=2, elem_id="generate-mode")
         model = _model_box(DEFAULT_CHAT_MODEL, CAUSAL_CHOICES)
-        quantize = gr.Dropdown(["none", "8bit", "4bit"], value="none", label=i("quantize"), scale=1)
+        quantize = gr.Dropdown([(i("q_none"), "none"), "8bit", "4bit"], value="none", label=i("quantize"), scale=1)
     chatbot = limits.Chatbot(label=i("chat"), height=340)
     prompt = gr.Textbox(label=i("prompt"), lines=2, placeholder="Ask anything…")
     with gr.Row():
@@ -115,7 +115,7 @@ def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
 
 
 def sentiment_tab() -> tuple[gr.Dropdown, str, list[str]]:
-    model = gr.Dropdown([h.BUNDLED_SENTIMENT], value=h.BUNDLED_SENTIMENT, allow_custom_value=True,
+    model = gr.Dropdown([(i("bundled_sentiment"), h.BUNDLED_SENTIMENT)], value=h.BUNDLED_SENTIMENT, allow_custom_value=True,
                         label=i("model"))
     with gr.Row():
         with gr.Column():
@@ -139,7 +139,7 @@ def sentiment_tab() -> tuple[gr.Dropdown, str, list[str]]:
         download = gr.DownloadButton(i("download"), visible=False)
     run_all.click(h.sentiment_batch, [lines, upload, model], [table, download], concurrency_id="encoder",
                   api_name="ui_sentiment_batch", api_visibility="private")
-    return model, "classification", [h.BUNDLED_SENTIMENT]
+    return model, "classification", [(i("bundled_sentiment"), h.BUNDLED_SENTIMENT)]
 
 
 def summarise_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
@@ -234,7 +234,8 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
 
 def evaluate_tab() -> None:
     with gr.Row():
-        task = gr.Dropdown(["sentiment", "classification", "translation", "summarisation", "generation"],
+        task = gr.Dropdown([(i(f"task_{t}"), t) for t in ("sentiment", "classification", "translation", "summarisation",
+                                                           "generation")],
                            value=EVAL["task"], label=i("task"), elem_id="evaluate-task")
         limit = gr.Slider(1, 400, value=EVAL["limit"], step=1, label=i("limit"), elem_id="evaluate-limit")
     with gr.Row():
@@ -269,10 +270,10 @@ def finetune_tab() -> None:
 
     base_default, epochs_default, lr_default, r_default, *_ = h.task_settings(FT["task"])
     with gr.Row():
-        task = gr.Radio([("classification", "classification"), ("instruction / SFT", "sft"),
-                         ("translation (seq2seq)", "translation"), ("summarisation (seq2seq)", "summarisation")],
+        task = gr.Radio([(i(f"ft_{t}"), t) for t in ("classification", "sft", "translation", "summarisation")],
                         value=FT["task"], label=i("task"), elem_id="finetune-task")
-        sample = gr.Dropdown(list(SAMPLES), value="topics (4 classes)", label=i("sample"))
+        sample = gr.Dropdown([(i(f"sample_{name}"), name) for name in SAMPLES], value="topics (4 classes)",
+                             label=i("sample"))
         upload = limits.File(label=i("train_file"), file_types=[".csv", ".jsonl", ".json", ".parquet", ".tsv"],
                          type="filepath", elem_id="finetune-upload")
     with gr.Row():
@@ -290,7 +291,7 @@ def finetune_tab() -> None:
             lora_r = gr.Slider(2, 64, value=r_default, step=2, label=i("lora_r"), elem_id="finetune-lora_r")
             max_steps = gr.Number(value=0, minimum=0, maximum=h.MAX_UI_STEPS, precision=0, label=i("max_steps"),
                                   elem_id="finetune-max-steps")
-            quantize = gr.Dropdown(["none", "4bit"], value="none", label=i("quantize"))
+            quantize = gr.Dropdown([(i("q_none"), "none"), "4bit"], value="none", label=i("quantize"))
             name = gr.Textbox(value="topics", label=i("adapter_name"))
         langs = [(lang_name, code) for code, lang_name in LANGUAGES.items()]
         with gr.Row(visible=FT["task"] == "translation") as pair_row:  # a translation run's languages
