@@ -203,6 +203,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{result.n} examples · {result.seconds:.1f} s")
         for name, value in result.metrics.items():
             print(f"  {name:<10} {value:.4f}")
+    paired = comparison.paired()
+    if paired:
+        from lmdemo.eval.compare import paired_line
+
+        print(paired_line(paired))
     return 0
 
 

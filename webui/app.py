@@ -253,12 +253,13 @@ def evaluate_tab() -> None:
     with gr.Row():
         table = gr.Dataframe(label=i("metrics"), headers=["model", "n", "metric"], interactive=False)
         chart = gr.BarPlot(x="bar", y="value", color="model", label=i("metrics"), height=280)
+    paired = gr.Markdown(elem_id="evaluate-paired")  # two models: the second against the first, per example
     examples = gr.Dataframe(label=i("per_example"), headers=["input", "reference", "prediction"], wrap=True,
                             interactive=False)
     download = gr.DownloadButton(i("download_json"), visible=False)
     stop = gr.State(h.StopEvent())
     ev = run.click(h.in_slot(h.run_evaluation), [task, upload, models, limit, stop, source, target],
-                   [table, chart, examples, download],
+                   [table, chart, examples, download, paired],
                    concurrency_id="causal-lm", api_name="ui_evaluate", api_visibility="private")
     # The flag stops the scoring between examples (cancelling the event would leave it running), and the run
     # then ends with "Evaluation stopped after N of M examples" on the page.

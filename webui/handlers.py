@@ -459,7 +459,20 @@ def run_evaluation(task: str, upload: str | None, models: str, limit: float, sto
     examples = pd.DataFrame(cmp.examples())
     return (gr.Dataframe(value=rows, headers=[word(h, lang) for h in headers]),
             gr.BarPlot(value=chart, x_title=word("bar", lang), y_title=word("value", lang)),
-            examples.rename(columns=lambda c: word(c, lang)), gr.DownloadButton(value=str(out), visible=True))
+            examples.rename(columns=lambda c: word(c, lang)), gr.DownloadButton(value=str(out), visible=True),
+            eval_paired_text(cmp.paired(), lang))
+
+
+def eval_paired_text(paired: dict | None, lang: str) -> str:
+    """Two models compared: the second against the first, example by example."""
+    if not paired:
+        return ""
+    low, high = paired["ci95"]
+    return plain(say("eval_paired", lang, second=paired["second"], first=paired["first"], n=paired["n"],
+                     wins=paired["wins"], losses=paired["losses"], ties=paired["ties"],
+                     metric=word(paired["metric"], lang), diff=paired["difference"], low=low, high=high,
+                     direction="" if paired.get("higher_is_better", True) else say("lower_better", lang),
+                     verdict=say("includes_zero" if low <= 0 <= high else "excludes_zero", lang)))
 
 
 # ---------------------------------------------------------------- fine-tuning

@@ -228,6 +228,10 @@ LINES = {
                "{verdict}).",
                "在 {n} 个验证样本上微调模型对比基础模型：胜 {wins}，负 {losses}，平 {ties}；{metric} 差值 {diff:+.2f}"
                "（{direction}95 % 自助法置信区间 {low:+.2f} 到 {high:+.2f}；{verdict}）。"),
+    "eval_paired": ("{second} vs {first} on {n} examples: {wins} wins, {losses} losses, {ties} ties; {metric} "
+                    "difference {diff:+.3f} ({direction}95 % bootstrap interval {low:+.3f} to {high:+.3f}; {verdict}).",
+                    "在 {n} 个样本上 {second} 对比 {first}：胜 {wins}，负 {losses}，平 {ties}；{metric} 差值 {diff:+.3f}"
+                    "（{direction}95 % 自助法置信区间 {low:+.3f} 到 {high:+.3f}；{verdict}）。"),
     "lower_better": ("lower is better; ", "越低越好；"),
     "includes_zero": ("the interval includes 0: no clear difference on these examples",
                       "区间包含 0：在这些样本上没有明显差别"),

@@ -367,7 +367,7 @@ def _summarise(rows, model, adapter, on_progress, stop):
     from lmdemo.jobs.summarization import SummaryRequest, summarize
 
     for row in _progress(rows, "summarise", on_progress, stop):
-        req = SummaryRequest(row["text"], length=2, model=model, adapter=adapter)
+        req = SummaryRequest(row["text"], model=model, adapter=adapter)  # the job's own defaults
         row["prediction"] = summarize(req).summary
     scores = load_metric("rouge").compute(predictions=[r["prediction"] for r in rows],
                                           references=[r["summary"] for r in rows])
@@ -518,8 +518,19 @@ class EvalComparison:
             rows.append(out)
         return rows
 
+    def paired(self) -> dict[str, Any] | None:
+        """With exactly two models: the second against the first, example by example (wins / losses / ties and a
+        bootstrap 95 % interval of the difference, see compare.paired_comparison); else None."""
+        if len(self.results) != 2:
+            return None
+        from lmdemo.eval.compare import paired_comparison
+
+        (first, a), (second, b) = self.results
+        return {"first": first, "second": second, **paired_comparison(a, b)}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "results": [dict(r.summary(), label=label) for label, r in self.results]}
+        return {"task": self.task, "results": [dict(r.summary(), label=label) for label, r in self.results],
+                "paired": self.paired()}
 
 
 def compare_models(req: EvalRequest, on_progress: Callable[[int, int], None] | None = None,

@@ -145,6 +145,14 @@ def test_evaluate_compares_two_models(client):
     assert out["task"] == "sentiment"
     assert [r["label"] for r in out["results"]] == ["default", "sentiment-minilm"]
     assert all(r["n"] == 5 and 0 <= r["metrics"]["accuracy"] <= 1 for r in out["results"]), out
+    paired = out["paired"]  # the second model against the first, example by example
+    assert (paired["first"], paired["second"], paired["metric"], paired["n"]) == (
+        "default", "sentiment-minilm", "accuracy", 5), paired
+    assert paired["wins"] + paired["losses"] + paired["ties"] == 5
+    low, high = paired["ci95"]
+    assert low <= paired["difference"] <= high
+    accuracy = [r["metrics"]["accuracy"] for r in out["results"]]
+    assert paired["difference"] == pytest.approx(accuracy[1] - accuracy[0])
 
 
 def test_finetune_check_counts_rows_without_training(client):

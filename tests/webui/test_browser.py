@@ -135,6 +135,10 @@ def test_evaluate_tab_compares_models(browser, base_url, tmp_path):
     _body_contains(page, "perplexity · smollm2-135m-instruct")
     _finished(page)
     assert "Download results JSON" in page.content()
+    # two models: the second against the first, per example (perplexity: lower is better)
+    paired = page.locator("#evaluate-paired").inner_text()
+    assert re.search(r"gemma-3-270m vs smollm2-135m-instruct on 10 examples: \d+ wins, \d+ losses, \d+ ties; "
+                     r"perplexity difference [+-]\d", paired), paired
     _shot(page, "evaluate")
 
 
