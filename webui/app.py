@@ -173,7 +173,7 @@ def summarise_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
 
 def translate_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     stop = gr.State(h.StopEvent())
-    langs = [(name, code) for code, name in LANGUAGES.items()]
+    langs = [(i(f"lang_{code}"), code) for code in LANGUAGES]
     with gr.Row():
         source = gr.Dropdown(langs, value=TR["source"], label=i("source_lang"), elem_id="translate-source")
         swap = gr.Button(i("swap"), scale=0, min_width=90)
@@ -242,7 +242,7 @@ def evaluate_tab() -> None:
         models = gr.Textbox(value=", ".join(EVAL["models"]), label=i("eval_models"), scale=2,
                             elem_id="evaluate-models")
         upload = limits.File(label=i("eval_file"), file_types=[".jsonl", ".csv", ".tsv"], type="filepath")
-    langs = [(lang_name, code) for code, lang_name in LANGUAGES.items()]
+    langs = [(i(f"lang_{code}"), code) for code in LANGUAGES]
     with gr.Row(visible=EVAL["task"] == "translation") as pair_row:  # for files without language columns
         source = gr.Dropdown(langs, value=TR["source"], label=i("source_lang"), elem_id="evaluate-source")
         target = gr.Dropdown(langs, value=TR["target"], label=i("target_lang"), elem_id="evaluate-target")
@@ -294,7 +294,7 @@ def finetune_tab() -> None:
                                   elem_id="finetune-max-steps")
             quantize = gr.Dropdown([(i("q_none"), "none"), "4bit"], value="none", label=i("quantize"))
             name = gr.Textbox(value="topics", label=i("adapter_name"))
-        langs = [(lang_name, code) for code, lang_name in LANGUAGES.items()]
+        langs = [(i(f"lang_{code}"), code) for code in LANGUAGES]
         with gr.Row(visible=FT["task"] == "translation") as pair_row:  # a translation run's languages
             ft_source = gr.Dropdown(langs, value="en", label=i("source_lang"), elem_id="finetune-source")
             ft_target = gr.Dropdown(langs, value="fr", label=i("target_lang"), elem_id="finetune-target")

@@ -130,6 +130,18 @@ ZH = {
 # The browser translates any string that equals a key (a dropdown choice, a table cell), so the keys it sees
 # carry a prefix no data column or model output has.
 KEY_PREFIX = "lmdemo_ui_"
+# Language names of the language pickers (codes as lmdemo.jobs.translation.LANGUAGES).
+LANGUAGE_NAMES_ZH = {'en': '英语', 'fr': '法语', 'de': '德语', 'es': '西班牙语', 'zh': '中文', 'it': '意大利语', 'pt': '葡萄牙语', 'nl': '荷兰语', 'ru': '俄语', 'ja': '日语', 'ar': '阿拉伯语', 'ro': '罗马尼亚语'}
+
+
+def _with_languages(table: dict, lang: str) -> dict:
+    from lmdemo.jobs.translation import LANGUAGES
+
+    names = LANGUAGES if lang == "en" else {c: LANGUAGE_NAMES_ZH.get(c, n) for c, n in LANGUAGES.items()}
+    return {**table, **{f"lang_{code}": name for code, name in names.items()}}
+
+
+EN, ZH = _with_languages(EN, "en"), _with_languages(ZH, "zh")
 I18N = gr.I18n(en={KEY_PREFIX + k: v for k, v in EN.items()}, zh={KEY_PREFIX + k: v for k, v in ZH.items()})
 
 
