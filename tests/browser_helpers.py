@@ -27,9 +27,16 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
 
 
+# Contexts opened so far: conftest closes a test's own after it, since a page left open keeps polling the app
+# (training status, adapter watcher) and its renderer takes CPU from every later test.
+OPENED: list = []
+
+
 def open_page(browser, url: str, locale: str = "en-US"):
     """A fresh browser context (a new visitor) on the app, once its first text box is there."""
-    page = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900}).new_page()
+    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+    OPENED.append(context)
+    page = context.new_page()
     page.goto(url)
     page.wait_for_selector("textarea", timeout=60_000)
     return page

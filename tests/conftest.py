@@ -108,3 +108,18 @@ def tiny_home(tmp_path_factory):
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
         yield home
     set_settings(before)
+
+
+@pytest.fixture(autouse=True)
+def _close_test_pages():
+    """Close the browser contexts a test opened (a module fixture's, opened before, stay for its module)."""
+    import browser_helpers
+
+    mark = len(browser_helpers.OPENED)
+    yield
+    while len(browser_helpers.OPENED) > mark:
+        context = browser_helpers.OPENED.pop()
+        try:
+            context.close()
+        except Exception:  # noqa: BLE001 - its browser already closed
+            pass

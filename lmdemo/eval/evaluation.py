@@ -438,6 +438,20 @@ def example_scores(task: str, rows: list[dict]) -> tuple[str, bool, list[float]]
     return metric, higher, [float(x) for x in scores]
 
 
+def paired_comparison(base: EvalResult, tuned: EvalResult, **bootstrap: Any) -> dict[str, Any]:
+    """`paired_bootstrap` of two results scored on the same rows, on the task's per-example score
+    (evaluation.EXAMPLE_SCORES): {"metric", "higher_is_better", "wins", "losses", "ties", "difference",
+    "ci95": [low, high], "n", "resamples", "seed"}."""
+    if base.task != tuned.task or base.n != tuned.n:
+        raise ValueError(f"paired comparison needs the same task and rows: {base.task}/{base.n} vs "
+                         f"{tuned.task}/{tuned.n}")
+    from lmdemo.eval.stats import paired_bootstrap
+
+    metric, higher, base_scores = example_scores(base.task, base.predictions)
+    tuned_scores = example_scores(tuned.task, tuned.predictions)[2]
+    return {"metric": metric, **paired_bootstrap(base_scores, tuned_scores, higher, **bootstrap)}
+
+
 def write_predictions(result: EvalResult, path: str | Path) -> Path:
     """One JSON line per example: its own fields plus `prediction`."""
     path = Path(path)
@@ -523,8 +537,6 @@ class EvalComparison:
         bootstrap 95 % interval of the difference, see compare.paired_comparison); else None."""
         if len(self.results) != 2:
             return None
-        from lmdemo.eval.compare import paired_comparison
-
         (first, a), (second, b) = self.results
         return {"first": first, "second": second, **paired_comparison(a, b)}
 

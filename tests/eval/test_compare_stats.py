@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from lmdemo.eval import compare
-from lmdemo.eval.compare import paired_bootstrap, paired_comparison
+from lmdemo.eval import compare, stats
+from lmdemo.eval.evaluation import paired_comparison
+from lmdemo.eval.stats import paired_bootstrap
 from lmdemo.eval.evaluation import EvalResult, example_scores
 from lmdemo.eval.metrics import load_metric
 
@@ -77,7 +78,7 @@ def test_the_interval_is_reproducible_and_chunking_changes_nothing(monkeypatch):
     first = paired_bootstrap(base, tuned)
     assert paired_bootstrap(base, tuned) == first  # a fixed seed
     assert paired_bootstrap(base, tuned, seed=1)["ci95"] != first["ci95"]
-    monkeypatch.setattr(compare, "_CHUNK", 1000)  # three resamples per draw instead of all at once
+    monkeypatch.setattr(stats, "_CHUNK", 1000)  # three resamples per draw instead of all at once
     assert paired_bootstrap(base, tuned) == first
 
 

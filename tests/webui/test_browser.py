@@ -327,8 +327,8 @@ def test_sft_through_the_tab_reaches_every_picker_at_once(browser, base_url, cli
     page.get_by_label("instruction / SFT").check()
     expect(page.get_by_label("Sample data set").first).to_have_value("instructions (short answers)", timeout=15_000)
     _body_contains(page, "80 training rows, 20 validation rows")
-    page.get_by_label("Epochs").first.fill("1")
-    page.get_by_label("Epochs").first.press("Enter")
+    _fill(page, "Epochs", 1)
+    _fill(page, "Max steps (0: by epochs)", 4)  # the path through tab, worker and comparison, not the learning
     page.get_by_label("Adapter name").first.fill("browser-sft")
     _button(page, "Start training").click()
     seen = _watch_training(page, "browser-sft", lambda state, *_: state in ("finished", "failed", "cancelled"),
