@@ -72,7 +72,7 @@ def generate_tab() -> tuple[gr.Dropdown, str, list[str]]:
         model = _model_box(DEFAULT_CHAT_MODEL, CAUSAL_CHOICES)
         quantize = gr.Dropdown([(i("q_none"), "none"), "8bit", "4bit"], value="none", label=i("quantize"), scale=1)
     chatbot = limits.Chatbot(label=i("chat"), height=340)
-    prompt = gr.Textbox(label=i("prompt"), lines=2, placeholder="Ask anything…")
+    prompt = gr.Textbox(label=i("prompt"), lines=2, placeholder=i("ask_anything"))
     with gr.Row():
         send = gr.Button(i("send"), variant="primary")
         stop_btn = gr.Button(i("stop"), variant="stop")

@@ -418,7 +418,8 @@ def models_table(request: gr.Request = None):
     lang = lang_of(request)
     rows = [[m["name"], word(m["state"], lang), f"{m['size_bytes'] / 2**20:.0f} MB" if m["size_bytes"] else "-",
              m["params"], good_for(m["name"], m["good_for"], lang),
-             m["licence"], m["packages"][0] + (" (+parts)" if len(m["packages"]) > 1 else "")] for m in models_list()]
+             m["licence"], m["packages"][0] + (" " + word("(+parts)", lang) if len(m["packages"]) > 1 else "")]
+            for m in models_list()]
     return gr.Dataframe(value=rows, headers=[word(h, lang) for h in MODEL_HEADERS])
 
 
@@ -458,7 +459,8 @@ def run_evaluation(task: str, upload: str | None, models: str, limit: float, sto
     out.write_text(json.dumps(cmp.to_dict()["results"], indent=2, ensure_ascii=False))
     examples = pd.DataFrame(cmp.examples())
     return (gr.Dataframe(value=rows, headers=[word(h, lang) for h in headers]),
-            gr.BarPlot(value=chart, x_title=word("bar", lang), y_title=word("value", lang)),
+            gr.BarPlot(value=chart, x_title=word("bar", lang), y_title=word("value", lang),
+                       color_title=word("model", lang)),
             examples.rename(columns=lambda c: word(c, lang)), gr.DownloadButton(value=str(out), visible=True),
             eval_paired_text(cmp.paired(), lang))
 
@@ -683,7 +685,7 @@ def training_status(request: gr.Request = None):
     st = JOBS.poll(owner_of(request))
     lang = lang_of(request)
     if st.state == "idle":
-        return say("slot_busy" if JOBS.busy() else "no_job", lang), None, None, None, None
+        return say("slot_busy" if JOBS.busy() else "no_job", lang), None, None, *comparison_frames(None, lang)
     eta = say("eta", lang, eta=st.eta_seconds) if st.eta_seconds is not None and st.running else ""
     rate = say("rate", lang, rate=st.steps_per_second) if st.running else ""
     line = (say("job_line", lang, name=plain(st.name), task=word(st.task, lang), state=word(st.state, lang),
@@ -712,7 +714,9 @@ def comparison_frames(comparison: dict, lang: str = "en"):
     """(metrics table, side-by-side examples) of a base vs fine-tuned comparison; None when there is none."""
     import pandas as pd
 
-    metrics = examples = None
+    # no comparison (yet): empty tables with the headers in the visitor's language
+    metrics = pd.DataFrame(columns=[word(c, lang) for c in ("model", "accuracy", "f1")])
+    examples = pd.DataFrame(columns=[word(c, lang) for c in ("input", "reference", "base", "fine-tuned")])
     if comparison:
         cmp = comparison
         names = list(cmp["metrics"]["base"])
@@ -767,7 +771,7 @@ def show_past_run(name: str | None, request: gr.Request = None):
     if folder is None:
         raise InputError(f"No run record for {name!r} among your adapters.")
     rec = runlog.read(folder)
-    settings = ", ".join(f"{k} {v}" for k, v in (rec.get("settings") or {}).items() if v is not None)
+    settings = ", ".join(f"{word(k, lang)} {v}" for k, v in (rec.get("settings") or {}).items() if v is not None)
     metrics = rec.get("metrics") or {}
     scores = " · ".join(f"{word(who, lang)}: " + ", ".join(f"{word(k, lang)} {v:.3f}"
                                                            for k, v in (metrics.get(who) or {}).items()

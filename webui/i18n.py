@@ -44,7 +44,7 @@ EN = {
     "tab_finetune": "Fine-tune", "sample": "Sample data set", "train_file": "…or upload CSV / JSONL / Parquet",
     "first_col": "Text / prompt / source column", "second_col": "Label / response / target column", "check_data": "Check data",
     "preview": "First rows", "train_settings": "Training settings", "epochs": "Epochs", "learning_rate": "Learning rate",
-    "max_steps": "Max steps (0: by epochs)",
+    "max_steps": "Max steps (0: by epochs)", "ask_anything": "Ask anything…",
     "q_none": "none", "task_sentiment": "sentiment", "task_classification": "classification",
     "task_translation": "translation", "task_summarisation": "summarisation", "task_generation": "generation",
     "ft_classification": "classification", "ft_sft": "instruction / SFT", "ft_translation": "translation (seq2seq)",
@@ -105,7 +105,7 @@ ZH = {
     "tab_finetune": "微调", "sample": "示例数据集", "train_file": "……或上传 CSV / JSONL / Parquet",
     "first_col": "文本 / 提示 / 原文列", "second_col": "标签 / 回答 / 译文列", "check_data": "检查数据",
     "preview": "前几行", "train_settings": "训练设置", "epochs": "轮数", "learning_rate": "学习率",
-    "max_steps": "最大步数（0：按轮数）",
+    "max_steps": "最大步数（0：按轮数）", "ask_anything": "问点什么……",
     "q_none": "不量化", "task_sentiment": "情感", "task_classification": "分类",
     "task_translation": "翻译", "task_summarisation": "摘要", "task_generation": "生成",
     "ft_classification": "分类", "ft_sft": "指令微调（SFT）", "ft_translation": "翻译（seq2seq）",
@@ -276,6 +276,9 @@ WORDS_ZH = {
     "accuracy": "准确率", "f1": "F1", "perplexity": "困惑度", "chrf": "chrF", "bleu": "BLEU",
     "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
     "sentence-level chrF": "句级 chrF", "ROUGE-L": "ROUGE-L",
+    "base_model": "基础模型", "epochs": "轮数", "learning_rate": "学习率", "lora_r": "LoRA 秩", "batch_size": "批大小",
+    "max_steps": "最大步数", "max_length": "最大长度", "quantize": "量化", "seed": "随机种子", "format": "格式",
+    "source": "源语言", "target": "目标语言", "(+parts)": "（另有分片）",
     "stopped": "已停止", "length": "达到长度上限", "eos": "生成结束", "stop_string": "遇到停止串",
 }
 
@@ -318,6 +321,8 @@ _PHRASES_ZH = [(re.compile(p), zh) for p, zh in (
     (r"^(.+): skipped (\d+) row\(s\) longer than (\d+) characters\.$", r"\1：跳过了 \2 行超过 \3 个字符的数据。"),
     (r"^(.+): read the first ([\d,]+) rows(?: of ([\d,]+))?; a demo fine-tune takes at most ([\d,]+)\.$",
      r"\1：只读取了前 \2 行；演示模式的微调最多使用 \4 行。"),
+    (r"^(\w+Error: )?Model '(.+)' is not in the local Hub cache and the Hub is unreachable \(offline\)\. "
+     r"Built-ins work offline: (.+)$", r"模型 '\2' 不在本地 Hub 缓存中，且无法连接 Hub（离线）。内置模型可离线使用：\3"),
     (r"^CUDA was requested but no CUDA device is available; using the CPU\.$", "请求了 CUDA，但没有可用的 CUDA 设备；改用 CPU。"),
     (r"^A training job \((.+)\) is already running; wait for it or cancel it\.$", r"训练任务（\1）正在运行；请等待它结束或取消它。"),
     (r"^(.+): missing column\(s\) (.+); the file has (.+)\. Map them to (.+)\.$",

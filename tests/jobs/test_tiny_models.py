@@ -336,11 +336,12 @@ def test_finetune_plan_writes_a_loadable_adapter(adapter, bert_dirs):
     accuracy = result.metrics["accuracy"]
     assert 0 <= accuracy <= 1 and meta["metrics"]["eval_accuracy"] == pytest.approx(accuracy)
     assert accuracy * 4 == round(accuracy * 4)  # a share of the 4 validation rows
-    # Training moved the weights: LoRA's B matrices start at zero, and the new head is saved with them.
+    # The best validation pass is saved: LoRA's B matrices moved from their zero start unless step 0 (the
+    # prototype head) won; the head is saved with them either way.
     with safe_open(str(folder / "adapter_model.safetensors"), "pt") as f:
         names = list(f.keys())
         lora_b = [f.get_tensor(n) for n in names if "lora_B" in n]
-    assert lora_b and any(t.abs().sum() > 0 for t in lora_b)
+    assert lora_b and any(t.abs().sum() > 0 for t in lora_b) == (meta["best_step"] > 0), meta["best_step"]
     assert any("classifier" in n for n in names)
     base, picked = resolve_pick(str(folder))
     assert (Path(base), Path(picked)) == (bert_dirs[1], folder.resolve())
