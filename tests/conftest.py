@@ -123,3 +123,17 @@ def _close_test_pages():
             context.close()
         except Exception:  # noqa: BLE001 - its browser already closed
             pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (browser tests; skipped without Debian's chromium outside CI)."""
+    from browser_helpers import launch, require_chromium
+
+    require_chromium(module_level=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from browser_helpers import button as _button, launch, open_page as _page, require_chromium, shot as _shot
+from browser_helpers import button as _button, open_page as _page, require_chromium, shot as _shot
 
 pytestmark = pytest.mark.browser
 require_chromium()
@@ -15,16 +15,6 @@ require_chromium()
 @pytest.fixture(scope="module")
 def base_url(app_url):
     return app_url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 def _tab(page, name):

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from browser_helpers import ARTIFACTS, launch, open_page as _page, require_chromium, shot as _shot
+from browser_helpers import ARTIFACTS, open_page as _page, require_chromium, shot as _shot
 from webui.i18n import EN, ZH
 
 pytestmark = pytest.mark.browser
@@ -23,16 +23,6 @@ require_chromium()
 @pytest.fixture(scope="module")
 def base_url(app_url):
     return app_url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 # ---------------------------------------------------------------- the detector
@@ -203,8 +193,6 @@ def _example(page, start: str) -> None:
 
 
 def run_generate(page, L):
-    from playwright.sync_api import expect
-
     panel = _panel(page)
     panel.get_by_label(L["prompt"], exact=True).fill("Say hello in one short sentence.")
     _btn(page, L["send"]).click()

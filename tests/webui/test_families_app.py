@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import tiny_families as tf
-from browser_helpers import button as _button, launch, open_page as _page, require_chromium, shot as _shot
+from browser_helpers import button as _button, open_page as _page, shot as _shot
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 
@@ -153,17 +153,6 @@ def test_a_pair_the_marian_model_lacks_names_the_pair_it_has(client, marian_dir)
 
 
 # ---------------------------------------------------------------- browser
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium(module_level=False)  # the API tests above run without it
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
 
 def _pick(box, value):
     """Type a value into a gradio dropdown that takes custom values, and commit it."""
