@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -35,7 +36,7 @@ from lmdemo.models.registry import BUILTINS
 from lmdemo.serve import slots, visitors
 from lmdemo.train.plan import FinetuneRequest, plan, task_defaults
 
-from .i18n import error_message, lang_of, message, say, text, word
+from .i18n import LINES, error_message, good_for, lang_of, message, say, text, word
 
 log = logging.getLogger("lmdemo.webui")
 BUNDLED_SENTIMENT = "sentiment (bundled MiniLM + LoRA)"  # the Sentiment tab's label for "the job's default"
@@ -315,14 +316,10 @@ def _lengths(res, lang: str = "en") -> str:
             + (say("parts", lang, n=res.chunks) if res.chunks > 1 else "") + _speed(res, lang) + _fact_line(res, lang))
 
 
-# What the summary's fact check did (lmdemo.jobs.summarization.FactCheck), as the tab says it.
-FACT_CHECK = {"passed": "fact_passed", "regenerated": "fact_regenerated", "trimmed": "fact_trimmed",
-              "lead": "fact_lead"}
-
-
 def _fact_line(res, lang: str = "en") -> str:
-    key = FACT_CHECK.get(getattr(res, "fact_check", ""))
-    if not key:
+    """What the summary's fact check did (lmdemo.jobs.summarization), as the tab says it; nothing when unchecked."""
+    key = f"fact_{getattr(res, 'fact_check', '')}"
+    if key not in LINES:
         return ""
     line = say(key, lang, flagged=", ".join(f"“{plain(f)}”" for f in res.flagged))
     if res.unsupported:
@@ -368,8 +365,7 @@ def lab_score(text_in: str, model: str, request: gr.Request = None, progress=gr.
     summary = say("lab_totals", lang, n=len(res.tokens), total=res.total_logprob, neg=-res.total_logprob,
                   ppl=res.perplexity)
     if res.note:
-        import re  # the result joins its notes with spaces: translate sentence by sentence
-
+        # the result joins its notes with spaces: translate sentence by sentence
         summary += "\n\n_" + " ".join(message(n, lang) for n in re.split(r"(?<=\.)\s+(?=[A-Z])", res.note)) + "_"
     return strip, summary, gr.Dataframe(value=table, headers=[word(h, lang) for h in ("token", "log p", "p")])
 
@@ -413,8 +409,6 @@ MODEL_HEADERS = ["name", "status", "size", "params", "good for", "licence", "PyP
 
 
 def models_table(request: gr.Request = None):
-    from .i18n import good_for
-
     lang = lang_of(request)
     rows = [[m["name"], word(m["state"], lang), f"{m['size_bytes'] / 2**20:.0f} MB" if m["size_bytes"] else "-",
              m["params"], good_for(m["name"], m["good_for"], lang),
@@ -671,8 +665,6 @@ def job_dict(st, busy: bool = False) -> dict[str, Any]:
 
 def plain(value: Any) -> str:
     """Text shown as Markdown, with every Markdown and HTML character escaped (names and errors may be typed)."""
-    import re
-
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>&~])", r"\\\1", str(value))
 
 
@@ -711,7 +703,7 @@ def loss_frames(points: list[dict], lang: str = "en"):
 
 
 def comparison_frames(comparison: dict, lang: str = "en"):
-    """(metrics table, side-by-side examples) of a base vs fine-tuned comparison; None when there is none."""
+    """(metrics table, side-by-side examples) of a base vs fine-tuned comparison; empty tables before there is one."""
     import pandas as pd
 
     # no comparison (yet): empty tables with the headers in the visitor's language
@@ -797,8 +789,9 @@ def paired_text(paired: dict | None, lang: str) -> str | None:
     """The paired comparison's sentence (lmdemo.models.adapters.paired_sentence) in the visitor's language."""
     from lmdemo.models.adapters import paired_sentence
 
-    if lang != "zh" or not paired_sentence(paired):
-        return paired_sentence(paired)
+    english = paired_sentence(paired)
+    if lang != "zh" or not english:
+        return english
     low, high = paired["ci95"]
     name = {"chrf": "sentence-level chrF", "rougeL": "ROUGE-L"}.get(paired.get("metric"), paired.get("metric"))
     return say("paired", lang, n=paired["n"], s="", wins=paired["wins"], losses=paired["losses"], ties=paired["ties"],
