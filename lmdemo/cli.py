@@ -48,16 +48,21 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_file(path: str, max_bytes: int = 10 * 2**20) -> str:
+    """A UTF-8 text file, with the upload checks the app applies (size, empty, binary, UTF-8); the app's 10 MB
+    limit unless told."""
+    from lmdemo.data.files import read_text
+    from lmdemo.errors import InputError
+
+    try:
+        return read_text(path, max_bytes)
+    except OSError as exc:
+        raise InputError(f"Cannot read {path}: {exc.strerror}") from None
+
+
 def _read_input(args: argparse.Namespace, name: str = "text") -> str:
     if getattr(args, "file", None):
-        from lmdemo.data.files import read_text
-        from lmdemo.errors import InputError
-
-        try:
-            # the upload checks the app applies (size, empty, binary, UTF-8), with the app's 10 MB limit
-            return read_text(args.file, 10 * 2**20)
-        except OSError as exc:
-            raise InputError(f"Cannot read {args.file}: {exc.strerror}") from None
+        return _read_file(args.file)
     value = getattr(args, name)
     return " ".join(value) if isinstance(value, list) else (value or "")
 
@@ -156,6 +161,143 @@ def cmd_bigram(args: argparse.Namespace) -> int:
     _emit(args, res.to_dict(), f"neural LM ({res.model}): perplexity {res.lm_perplexity:.2f} over {res.lm_tokens} "
                                f"tokens\nbigram, add-{args.k:g}: perplexity {res.bigram_perplexity:.2f} over "
                                f"{res.bigram_tokens} words")
+    return 0
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    from lmdemo.jobs.lmtheory import AttentionRequest, attention
+
+    res = attention(AttentionRequest(_read_input(args), **_fields(args, AttentionRequest, skip=("text",))))
+    sight = ("causal: each token sees only itself and earlier tokens" if res.causal
+             else "bidirectional: each token sees every token")
+    lines = [f"{res.model} · layer {res.layer} of {res.num_layers} · head {res.head} of {res.num_heads} "
+             f"(counted from 0) · {sight}", *res.reading]
+    if res.note:
+        lines.append(f"note: {res.note}")
+    _emit(args, res.to_dict(), "\n".join(lines))
+    return 0
+
+
+def _shown_positions(positions: int) -> list[int]:
+    return sorted({p for p in (0, 1, 2, 10, positions - 1) if p < positions})
+
+
+def cmd_positions(args: argparse.Namespace) -> int:
+    import math
+
+    from lmdemo.jobs.lmtheory import RopeRequest, SinusoidalRequest, rope, sinusoidal
+
+    sin = sinusoidal(SinusoidalRequest(**_fields(args, SinusoidalRequest)))
+    rot = None if args.no_rope else rope(RopeRequest(model=args.model, positions=args.positions))
+    if args.json:
+        _emit(args, {"sinusoidal": sin.to_dict(), "rope": rot.to_dict() if rot else None}, "")
+        return 0
+    shown = _shown_positions(sin.positions)
+    lines = ["PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model))",
+             f"d_model {sin.d_model}, positions 0-{sin.positions - 1}"]
+    if sin.curves:
+        lines.append(f"{'dim':>5}  {'':<3}  {'wavelength':>12}" + "".join(f"{f'pos {p}':>10}" for p in shown))
+        for dim, curve in sin.curves.items():
+            lines.append(f"{dim:>5}  {'sin' if dim % 2 == 0 else 'cos':<3}  {sin.wavelengths[dim]:>12.2f}"
+                         + "".join(f"{curve[p]:>10.4f}" for p in shown))
+    if rot:
+        lines.append("")
+        lines.append(f"RoPE of {rot.model}: head_dim {rot.head_dim}, rotary_dim {rot.rotary_dim}; pair i turns by "
+                     f"pos * theta^(-2i/{rot.rotary_dim}) radians")
+        for t in rot.tables:
+            lines.append(f"layers {t.layers}: theta {t.theta:g}, rope_type {t.rope_type}")
+            lines.append(f"{'pair':>6}  {'frequency (rad/position)':>26}  {'wavelength (positions)':>24}")
+            for pair in t.curves:
+                freq = t.frequencies[pair]
+                lines.append(f"{pair:>6}  {freq:>26.6g}  {2 * math.pi / freq:>24.2f}")
+        lines.append(f"note: {rot.note}")
+    _emit(args, {}, "\n".join(lines))
+    return 0
+
+
+def _train_lstm_interruptibly(req, progress: Callable) -> object:
+    """lstm_lm.train_lstm in a worker thread; Ctrl-C ends it after the current step (reason "stopped")."""
+    import threading
+    import time
+
+    from lmdemo.jobs import lstm_lm
+
+    stop, finished = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = lstm_lm.train_lstm(req, on_step=progress, stop=stop)
+        except BaseException as exc:  # handed to the main thread, which reports it as usual
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    def wait() -> None:
+        # Polled with sleep, which Ctrl-C interrupts cleanly (an interrupted Thread.join can mark a live thread
+        # as stopped on Python 3.11).
+        while not finished.is_set():
+            time.sleep(0.05)
+
+    worker = threading.Thread(target=work, name="lmdemo-lstm", daemon=True)
+    worker.start()
+    try:
+        wait()
+    except KeyboardInterrupt:
+        stop.set()
+        print("\nstopping after this step; the LSTM trained so far is scored (Ctrl-C again to abort)",
+              file=sys.stderr, flush=True)
+        wait()  # a second Ctrl-C here aborts (main: "interrupted", 130)
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def cmd_lstm(args: argparse.Namespace) -> int:
+    from lmdemo.jobs import lstm_lm
+    from lmdemo.jobs.lmtheory import SideBySideRequest, side_by_side
+
+    corpus = _read_file(args.corpus, 2**20) if args.corpus else lstm_lm.bundled_corpus()
+    req = lstm_lm.LstmTrainRequest(corpus, **_fields(args, lstm_lm.LstmTrainRequest, skip=("corpus",)))
+    # The text is checked before training, so a bad one costs no training run.
+    sbs_req = (SideBySideRequest(_read_input(args), **_fields(args, SideBySideRequest, skip=("text", "lstm_id")))
+               if args.text or args.file else None)
+    every = max(1, req.steps // 10)
+
+    def progress(step) -> None:
+        if step.step % every == 0:
+            print(f"step {step.step}/{req.steps}  loss {step.loss:.2f}  perplexity {step.perplexity:.1f}  "
+                  f"{step.seconds:.1f} s", file=sys.stderr, flush=True)
+
+    training = _train_lstm_interruptibly(req, progress)
+    sbs = side_by_side(sbs_req, lstm=training.model) if sbs_req else None
+    gates = lstm_lm.score_lstm(training.model, sbs_req.text).gates if sbs_req else []
+    if args.json:
+        _emit(args, {"training": training.to_dict(), "side_by_side": sbs.to_dict() if sbs else None,
+                     "gates": [[g.token, g.forget, g.input, g.output] for g in gates]}, "")
+        return 0
+    lines = [f"LSTM: {training.steps} steps ({training.reason}) in {training.seconds:.1f} s · vocabulary "
+             f"{training.vocab_size} · corpus perplexity {training.perplexity_before:.1f} -> "
+             f"{training.perplexity_after:.1f}"]
+    if training.note:
+        lines.append(f"note: {training.note}")
+    if sbs is None:
+        lines.append("give a text to compare bigram, LSTM and Transformer")
+        _emit(args, {}, "\n".join(lines))
+        return 0
+    strips = (sbs.bigram, sbs.lstm, sbs.transformer)
+    width = max(len("name"), *(len(s.name) for s in strips)) + 2
+    lines.append(f"{'name':<{width}}{'unit':<7}{'perplexity':>12}")
+    lines += [f"{s.name:<{width}}{s.unit:<7}{s.perplexity:>12.2f}" for s in strips]
+    lines.append("")
+    lines.append("LSTM gates per word (mean over the hidden units, right after reading the word):")
+    width = max(len("token"), *(len(g.token) for g in gates)) + 2
+    lines.append(f"{'token':<{width}}{'forget':>8}{'input':>8}{'output':>8}")
+    lines += [f"{g.token:<{width}}{g.forget:>8.2f}{g.input:>8.2f}{g.output:>8.2f}" for g in gates]
+    if sbs.note:
+        lines.append(f"note: {sbs.note}")
+    _emit(args, {}, "\n".join(lines))
     return 0
 
 
@@ -400,6 +542,13 @@ def _request_args(p: argparse.ArgumentParser, request_type: type, names: tuple[s
                        help=f"{help_} (default: {default})" if help_ else f"default: {default}")
 
 
+def _field_help(request_type: type, name: str) -> str:
+    """A request field's own help text (for a flag _request_args cannot generate)."""
+    import dataclasses
+
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(request_type) if f.name == name)
+
+
 def _model_args(p: argparse.ArgumentParser, json_help: str = "print the result as one JSON object") -> None:
     p.add_argument("--model", help="built-in name, local folder, Hub id, or a fine-tuned adapter's name")
     p.add_argument("--adapter", help="PEFT adapter folder or name (on top of --model)")
@@ -439,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lmdemo.eval.evaluation import EvalRequest
     from lmdemo.jobs.generation import GenerationRequest
     from lmdemo.jobs.lmlab import BigramRequest, NextTokensRequest
+    from lmdemo.jobs.lmtheory import AttentionRequest, RopeRequest, SideBySideRequest, SinusoidalRequest
+    from lmdemo.jobs.lstm_lm import BUNDLED_CORPUS, MAX_CORPUS_CHARS, LstmTrainRequest
+    from lmdemo.models.registry import DEFAULT_CHAT_MODEL
     from lmdemo.jobs.summarization import SummaryRequest
     from lmdemo.jobs.base import defaults
     from lmdemo.jobs.translation import TranslationRequest
@@ -501,6 +653,42 @@ def build_parser() -> argparse.ArgumentParser:
     _request_args(bg, BigramRequest, ("k",))
     _model_args(bg)
     bg.set_defaults(func=cmd_bigram)
+
+    att = sub.add_parser("attention", help="one layer and head's attention weights over a short text, in words")
+    att.add_argument("text", nargs="*", help="the text (or use --file)")
+    att.add_argument("--file", help="read the text from a UTF-8 file")
+    _request_args(att, AttentionRequest, ("layer", "head"))
+    att.add_argument("--model", help=f"{_field_help(AttentionRequest, 'model')} (default: {DEFAULT_CHAT_MODEL})")
+    att.add_argument("--json", action="store_true", help="print the whole map (tokens, weights, reading) as JSON")
+    att.set_defaults(func=cmd_attention)
+
+    pos = sub.add_parser("positions", help="sinusoidal position encoding and a model's rotary (RoPE) frequencies")
+    _request_args(pos, SinusoidalRequest, ("positions", "d_model"))
+    pos.add_argument("--dims", nargs="*", type=int, metavar="DIM", default=defaults(SinusoidalRequest)["dims"],
+                     help=f"{_field_help(SinusoidalRequest, 'dims')} (default: "
+                          f"{' '.join(map(str, defaults(SinusoidalRequest)['dims']))})")
+    pos.add_argument("--model", help=f"{_field_help(RopeRequest, 'model')} (default: {DEFAULT_CHAT_MODEL})")
+    pos.add_argument("--no-rope", action="store_true", help="show the sinusoidal encoding only (loads no model)")
+    pos.add_argument("--json", action="store_true",
+                     help='print {"sinusoidal": ..., "rope": ... or null} as JSON, full tables included')
+    pos.set_defaults(func=cmd_positions)
+
+    ls = sub.add_parser("lstm", help="train a word LSTM on a corpus, then score a text under bigram, LSTM and "
+                                     "Transformer with the LSTM's gates")
+    ls.add_argument("text", nargs="*", help="the text to compare (or use --file); none: train only")
+    ls.add_argument("--file", help="read the text from a UTF-8 file")
+    ls.add_argument("--corpus", metavar="FILE",
+                    help=f"UTF-8 corpus file to train on, one sentence a line, at most {MAX_CORPUS_CHARS:,} "
+                         f"characters (default: the bundled {BUNDLED_CORPUS.name})")
+    _request_args(ls, LstmTrainRequest, ("steps", "hidden_size", "embed_size", "learning_rate", "max_seconds",
+                                         "unk_rate", "seed"))
+    _request_args(ls, SideBySideRequest, ("k",))
+    ls.add_argument("--model", help=f"the Transformer compared, a {_field_help(SideBySideRequest, 'model')} "
+                                    f"(default: {DEFAULT_CHAT_MODEL})")
+    ls.add_argument("--adapter", help="PEFT adapter folder or name (on top of --model)")
+    ls.add_argument("--json", action="store_true", help='print {"training": ..., "side_by_side": ... or null, '
+                                                        '"gates": [...]} as one JSON object (progress stays on stderr)')
+    ls.set_defaults(func=cmd_lstm)
 
     ev = sub.add_parser("eval", help="score one or more models or adapters on an eval set with offline metrics")
     ev.add_argument("task", choices=["sentiment", "classification", "translation", "summarisation", "summarization",
@@ -584,7 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     for name in ("text", "prefix"):
-        if getattr(args, name, None) is not None and getattr(args, "file", None) and args.command != "sentiment":
+        # `[]`: no words for a TEXT ... positional
+        if getattr(args, name, None) not in (None, []) and getattr(args, "file", None) and args.command != "sentiment":
             parser.error(f"give the {name} or --file, not both")
     try:
         return func(args)

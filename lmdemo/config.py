@@ -35,6 +35,7 @@ class DemoLimits:
     max_eval_models: int = 2  # models one comparison scores
     max_eval_tokens: int = 512  # tokens per row a perplexity reads (longer rows are cut, with a note)
     max_adapters: int = 3  # adapters one visitor keeps at a time
+    lstm_seconds: float = 30.0  # one LM-lab LSTM training run (the bundled corpus needs about 4 s)
 
 
 DEMO_LIMITS = DemoLimits()

@@ -15,6 +15,11 @@ from lmdemo.data.tabular import parse_columns
 from lmdemo.engine.streaming import GenerationParams
 from lmdemo.eval.evaluation import EvalRequest
 from lmdemo.jobs.generation import GenerationRequest, generate_stream
+from lmdemo.jobs.lmtheory import (MAX_PE_DIM, MAX_PE_POSITIONS, AttentionRequest, RopeRequest, SideBySideRequest,
+                                  SinusoidalRequest, attention, attention_shape, rope as rope_encoding, side_by_side,
+                                  sinusoidal)
+from lmdemo.jobs.lstm_lm import (MAX_HIDDEN, MAX_STEPS as MAX_LSTM_STEPS, LstmTrainRequest, bundled_corpus, get_lstm,
+                                 score_lstm, train_lstm)
 from lmdemo.jobs.lmlab import (BigramRequest, NextTokensRequest, PerplexityRequest, bigram, next_tokens,
                                perplexity)
 from lmdemo.jobs.sentiment import SentimentRequest, run as run_sentiment
@@ -26,7 +31,7 @@ from lmdemo.serve import openai_api, slots, warmup
 from lmdemo.train.plan import FinetuneRequest, estimate_plan, plan
 
 from . import handlers as h
-from . import limits
+from . import limits, theory
 from .handlers import BIGRAM, EVAL, FT, GEN, GEN_REQ, NEXT, SUM, TR
 from .i18n import I18N, ui
 
@@ -200,6 +205,19 @@ def translate_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
 
 def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
     model = _model_box(DEFAULT_CHAT_MODEL, CAUSAL_CHOICES)
+    with gr.Tabs():
+        with gr.Tab(i("lab_probs")):
+            probabilities_view(model)
+        with gr.Tab(i("lab_attention")):
+            attention_view(model)
+        with gr.Tab(i("lab_positions")):
+            positions_view(model)
+        with gr.Tab(i("lab_lstm")):
+            lstm_view(model)
+    return model, "sft", CAUSAL_CHOICES
+
+
+def probabilities_view(model: gr.Dropdown) -> None:
     with gr.Group():
         gr.Markdown(i("lab_score"))
         text_in = gr.Textbox(label=i("text"), value="The cat sat on the mat.", lines=2)
@@ -229,7 +247,80 @@ def lab_tab() -> tuple[gr.Dropdown, str, list[str]]:
         comparison = gr.Markdown()
     run_cmp.click(h.in_slot(h.lab_bigram), [text_in, corpus, smoothing, model], comparison, concurrency_id="causal-lm",
                   api_name="ui_lab_bigram", api_visibility="private")
-    return model, "sft", CAUSAL_CHOICES
+
+
+def attention_view(model: gr.Dropdown) -> None:
+    gr.Markdown(i("attn_intro"))
+    with gr.Row():
+        text_in = gr.Textbox(label=i("attn_text"), value="The cat sat on the mat because it was warm.", scale=3)
+        shape = attention_shape(DEFAULT_CHAT_MODEL) or (32, 32)  # updated from the model's config when it changes
+        layer = gr.Slider(0, shape[0] - 1, value=theory.ATTN["layer"], step=1, label=i("layer"),
+                          elem_id="attention-layer")
+        head = gr.Slider(0, shape[1] - 1, value=theory.ATTN["head"], step=1, label=i("head"), elem_id="attention-head")
+    run = gr.Button(i("show_attention"), variant="primary")
+    header = gr.Markdown(elem_id="attention-header")
+    heatmap = gr.HTML(elem_id="attention-map")
+    with gr.Accordion(i("attn_reading"), open=True):
+        reading = gr.Markdown(elem_id="attention-reading")
+    run.click(h.in_slot(theory.show_attention), [text_in, layer, head, model], [header, heatmap, reading, layer, head],
+              concurrency_id="causal-lm", api_name="ui_lab_attention", api_visibility="private")
+    model.change(theory.shape_sliders, model, [layer, head], queue=False, api_name="ui_lab_attention_shape",
+                 api_visibility="private")
+
+
+def positions_view(model: gr.Dropdown) -> None:
+    gr.Markdown(i("pe_intro"))
+    with gr.Row():
+        positions = gr.Slider(1, MAX_PE_POSITIONS, value=theory.SINUS["positions"], step=1, label=i("pe_positions"),
+                              elem_id="pe-positions")
+        d_model = gr.Slider(2, MAX_PE_DIM, value=theory.SINUS["d_model"], step=2, label=i("d_model"),
+                            elem_id="pe-d-model")
+        dims = gr.Textbox(value=", ".join(map(str, theory.SINUS["dims"])), label=i("pe_dims"), elem_id="pe-dims")
+    run = gr.Button(i("plot_positions"), variant="primary")
+    with gr.Row():
+        with gr.Column():
+            image = gr.Image(label=i("pe_table"), type="numpy", interactive=False, elem_id="pe-image")
+            caption = gr.Markdown(elem_id="pe-caption")
+        curves = gr.LinePlot(label=i("pe_curves"), height=360, elem_id="pe-curves")
+    gr.Markdown(i("rope_intro"))
+    with gr.Row():
+        rope_text = gr.Markdown(elem_id="rope-text")
+        rope_plot = gr.LinePlot(label=i("rope_curves"), height=360, elem_id="rope-curves")
+    run.click(h.in_slot(theory.show_positions), [positions, d_model, dims, model],
+              [image, caption, curves, rope_text, rope_plot], concurrency_id="causal-lm", api_name="ui_lab_positions",
+              api_visibility="private")
+
+
+def lstm_view(model: gr.Dropdown) -> None:
+    gr.Markdown(i("lstm_intro"))
+    lstm_id = gr.State("")
+    stop = gr.State(h.StopEvent())
+    corpus = gr.Textbox(label=i("lstm_corpus"), value=bundled_corpus(), lines=6, max_lines=12, elem_id="lstm-corpus")
+    with gr.Row():
+        steps = gr.Slider(1, MAX_LSTM_STEPS, value=theory.LSTM["steps"], step=1, label=i("lstm_steps"),
+                          elem_id="lstm-steps")
+        hidden = gr.Slider(1, MAX_HIDDEN, value=theory.LSTM["hidden_size"], step=1, label=i("lstm_hidden"),
+                           elem_id="lstm-hidden")
+    with gr.Row():
+        train = gr.Button(i("train_lstm"), variant="primary")
+        stop_btn = gr.Button(i("stop"), variant="stop")
+    status = gr.Markdown(elem_id="lstm-status")
+    loss = gr.LinePlot(label=i("lstm_loss"), height=260, elem_id="lstm-loss")
+    train.click(theory.train, [corpus, steps, hidden, stop], [loss, status, lstm_id], concurrency_id="lstm",
+                api_name="ui_lab_lstm_train", api_visibility="private")
+    stop_btn.click(h.stop_generation, stop, None, queue=False, api_name="ui_lab_lstm_stop", api_visibility="private")
+    with gr.Row():
+        text_in = gr.Textbox(label=i("lstm_text"), value="the dogs under the big tree are happy.", scale=3)
+        k = gr.Number(value=theory.SBS["k"], label=i("smoothing"), elem_id="lstm-k")
+    run = gr.Button(i("compare3"))
+    table = gr.Markdown(elem_id="lstm-compare")
+    strips = [gr.HighlightedText(label=i(f"strip_{name}"), show_legend=False, combine_adjacent=False,
+                                 elem_id=f"strip-{name}") for name in ("bigram", "lstm", "transformer")]
+    gates = gr.LinePlot(label=i("gates_plot"), height=380, x_label_angle=-45, elem_id="lstm-gates")
+    with gr.Accordion(i("gates_table"), open=False):
+        gate_rows = gr.Dataframe(headers=["token", "forget gate", "input gate", "output gate"], elem_id="gate-table")
+    run.click(h.in_slot(theory.compare), [text_in, lstm_id, k, model], [table, *strips, gates, gate_rows],
+              concurrency_id="causal-lm", api_name="ui_lab_lstm_compare", api_visibility="private")
 
 
 def evaluate_tab() -> None:
@@ -467,6 +558,49 @@ def api_bigram(text: str, corpus: str, k: float = BIGRAM["k"], model: str = "", 
 
 
 @h.friendly
+def api_attention(text: str, model: str = "", layer: int = theory.ATTN["layer"], head: int = theory.ATTN["head"],
+                  request: gr.Request = None) -> dict:
+    """One layer and head's attention weights over a short text (a causal LM or an encoder), with a reading."""
+    model, adapter = h.pick(model, request)
+    return attention(AttentionRequest(h.need(text, request), model=adapter or model, layer=layer,
+                                      head=head)).to_dict()
+
+
+@h.friendly
+def api_positions(positions: int = theory.SINUS["positions"], d_model: int = theory.SINUS["d_model"],
+                  dims: str = ", ".join(map(str, theory.SINUS["dims"])), model: str = "", rope: bool = True,
+                  request: gr.Request = None) -> dict:
+    """The sinusoidal position table with chosen dimensions, and (rope) the model's rotary angles."""
+    out = {"sinusoidal": sinusoidal(SinusoidalRequest(positions, d_model, theory.parse_indices(dims, "dims"))).to_dict(),
+           "rope": None}
+    if rope:
+        out["rope"] = rope_encoding(RopeRequest(model=h.pick(model, request)[0], positions=positions)).to_dict()
+    return out
+
+
+@h.friendly
+def api_lstm_train(corpus: str = "", steps: int = theory.LSTM["steps"], hidden_size: int = theory.LSTM["hidden_size"],
+                   embed_size: int = theory.LSTM["embed_size"], learning_rate: float = theory.LSTM["learning_rate"],
+                   max_seconds: float = theory.LSTM["max_seconds"], seed: int = theory.LSTM["seed"],
+                   request: gr.Request = None) -> dict:
+    """Train a word-level LSTM LM on a corpus (empty = the bundled one); its model_id is for lstm_compare."""
+    req = LstmTrainRequest(corpus if corpus.strip() else bundled_corpus(), steps=steps, hidden_size=hidden_size,
+                           embed_size=embed_size, learning_rate=learning_rate, max_seconds=max_seconds, seed=seed)
+    return train_lstm(req, owner=h.owner_of(request)).to_dict()
+
+
+@h.friendly
+def api_lstm_compare(text: str, model_id: str, k: float = theory.SBS["k"], model: str = "",
+                     request: gr.Request = None) -> dict:
+    """A text under the bigram (on the LSTM's corpus), your trained LSTM and a causal LM, with the LSTM's gates."""
+    lstm = get_lstm(model_id, h.owner_of(request))
+    model, adapter = h.pick(model, request)
+    text = h.need(text, request)
+    res = side_by_side(SideBySideRequest(text, k=k, model=model, adapter=adapter), lstm=lstm)
+    return dict(res.to_dict(), gates=score_lstm(lstm, text).to_dict()["gates"])
+
+
+@h.friendly
 def api_evaluate(task: str = EVAL["task"], data: str = "", models: str = ", ".join(EVAL["models"]),
                  limit: int | None = EVAL["limit"], columns: str = "", source: str = "", target: str = "",
                  request: gr.Request = None) -> dict:
@@ -603,6 +737,8 @@ API = {  # endpoint -> (function, concurrency group): one model-bound job at a t
     "sentiment_batch": (api_sentiment_batch, "encoder"), "summarize": (api_summarize, "causal-lm"),
     "translate": (api_translate, "causal-lm"), "perplexity": (api_perplexity, "causal-lm"),
     "next_tokens": (api_next_tokens, "causal-lm"), "bigram": (api_bigram, "causal-lm"),
+    "attention": (api_attention, "causal-lm"), "positions": (api_positions, "causal-lm"),
+    "lstm_train": (api_lstm_train, "lstm"), "lstm_compare": (api_lstm_compare, "causal-lm"),
     "evaluate": (api_evaluate, "causal-lm"), "finetune_check": (api_finetune_check, None),
     "finetune_estimate": (api_finetune_estimate, "training"), "finetune_start": (api_finetune_start, None),
     "finetune_status": (api_finetune_status, None), "finetune_cancel": (api_finetune_cancel, None),
@@ -652,6 +788,11 @@ def build() -> gr.Blocks:
     return demo
 
 
+# gradio's line and bar plots fit their SVG to the block's height below the label, so the colour legend at the
+# bottom falls outside the block and is clipped: let it show, with room below.
+CSS = ".block:has(.vega-embed) { overflow: visible !important; margin-bottom: 28px; }"
+
+
 def launch(port: int | None = None, host: str | None = None, block: bool = True, warm: bool = True) -> gr.Blocks:
     """Start the app (prevent_thread_lock when block is False, for tests)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -662,7 +803,7 @@ def launch(port: int | None = None, host: str | None = None, block: bool = True,
     demo = build()
     demo.launch(server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                i18n=I18N, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, show_error=True,
+                i18n=I18N, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, show_error=True, css=CSS,
                 app_kwargs={"middleware": [Middleware(limits.BodyLimit), Middleware(limits.VisitorCookie)],
                             "routes": openai_api.routes(), "lifespan": _lifespan})
     return demo

