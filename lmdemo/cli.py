@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import json
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
 from lmdemo.models import store

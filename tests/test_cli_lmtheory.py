@@ -219,7 +219,7 @@ def test_lstm_plain_prints_training_table_and_gates(llama_dir, corpus_file, caps
     got = _one_json(js)
     lines = out.splitlines()
     training = got["training"]
-    assert lines[0].startswith(f"LSTM: 20 steps (done) in ") and f"vocabulary {training['vocab_size']}" in lines[0]
+    assert lines[0].startswith("LSTM: 20 steps (done) in ") and f"vocabulary {training['vocab_size']}" in lines[0]
     assert f"{training['perplexity_before']:.1f} -> {training['perplexity_after']:.1f}" in lines[0]
     assert lines[1].split() == ["name", "unit", "perplexity"]
     table = [line.split() for line in lines[2:5]]
