@@ -128,3 +128,36 @@ def test_lstm_trains_live_stops_and_scores_beside_bigram_and_transformer(browser
         assert page.locator(f"#strip-{name} .token").count() == int(row[2])
     page.locator("#lstm-gates svg.marks, #lstm-gates canvas").first.wait_for(timeout=30_000)
     shot(page, "lm-lab-lstm")
+
+
+def _step(page) -> int:
+    found = re.search(r"^step (\d+)/", page.locator("#lstm-status").inner_text())
+    return int(found.group(1)) if found else -1
+
+
+def test_two_visitors_train_their_own_lstm(browser, app_url, settings, monkeypatch):
+    """On a shared Space, B's Stop leaves A's training running, each stops and scores their own LSTM only."""
+    monkeypatch.setattr(settings, "demo_mode", True)
+    a, b = open_page(browser, app_url), open_page(browser, app_url)
+    for page in (a, b):
+        _open(page, "LSTM vs bigram vs Transformer")
+    _slider(a, "lstm-steps", MAX_STEPS)
+    button(a, "Train the LSTM").click()
+    a.locator("#lstm-status").get_by_text(re.compile(r"^step \d+/2000")).wait_for(timeout=60_000)
+    button(b, "Stop").click()  # B's own Stop: nothing of B's runs, and A's run must not notice
+    seen = _step(a)
+    a.wait_for_function("s => { const m = document.querySelector('#lstm-status').innerText.match(/^step (\\d+)\\//);"
+                        " return m && +m[1] > s; }", arg=seen + 20, timeout=60_000)
+    assert "Trained" not in a.locator("#lstm-status").inner_text()
+    button(a, "Stop").click()
+    a.locator("#lstm-status").get_by_text("(stopped)").wait_for(timeout=60_000)
+    button(b, "Score with all three").click()  # B has trained nothing: told to train first, A's model unused
+    b.get_by_text("Train the LSTM first").first.wait_for(timeout=30_000)
+    button(b, "Train the LSTM").click()
+    b.locator("#lstm-status").get_by_text("(all steps)").wait_for(timeout=120_000)
+    for page in (a, b):
+        button(page, "Score with all three").click()
+    for who, page in (("a", a), ("b", b)):
+        page.locator("#lstm-compare table").wait_for(timeout=120_000)
+        _idle(page)
+        shot(page, f"lm-lab-lstm-visitor-{who}")
