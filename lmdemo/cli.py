@@ -344,11 +344,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{result.n} examples · {result.seconds:.1f} s")
         for name, value in result.metrics.items():
             print(f"  {name:<10} {value:.4f}")
-    paired = comparison.paired()
-    if paired:
-        from lmdemo.eval.compare import paired_line
+    from lmdemo.models.adapters import compared_sentence
 
-        print(paired_line(paired))
+    if sentence := compared_sentence(comparison.paired()):
+        print(sentence)
     return 0
 
 

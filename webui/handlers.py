@@ -36,7 +36,7 @@ from lmdemo.models.registry import BUILTINS
 from lmdemo.serve import slots, visitors
 from lmdemo.train.plan import FinetuneRequest, plan, task_defaults
 
-from .i18n import LINES, error_message, good_for, lang_of, message, say, text, word
+from .i18n import LINES, error_message, good_for, lang_of, message, say, say_zh, text, word
 
 log = logging.getLogger("lmdemo.webui")
 BUNDLED_SENTIMENT = "sentiment (bundled MiniLM + LoRA)"  # the Sentiment tab's label for "the job's default"
@@ -463,12 +463,7 @@ def eval_paired_text(paired: dict | None, lang: str) -> str:
     """Two models compared: the second against the first, example by example."""
     if not paired:
         return ""
-    low, high = paired["ci95"]
-    return plain(say("eval_paired", lang, second=paired["second"], first=paired["first"], n=paired["n"],
-                     wins=paired["wins"], losses=paired["losses"], ties=paired["ties"],
-                     metric=word(paired["metric"], lang), diff=paired["difference"], low=low, high=high,
-                     direction="" if paired.get("higher_is_better", True) else say("lower_better", lang),
-                     verdict=say("includes_zero" if low <= 0 <= high else "excludes_zero", lang)))
+    return plain(paired_text(paired, lang, (paired["second"], paired["first"]), "example", 3))
 
 
 # ---------------------------------------------------------------- fine-tuning
@@ -785,19 +780,23 @@ def _verdict(paired: dict | None, worse: tuple | None, lang: str = "en") -> list
     return ([plain(sentence)] if sentence else []) + ([f"**⚠️ {plain(warning)}**"] if warning else [])
 
 
-def paired_text(paired: dict | None, lang: str) -> str | None:
-    """The paired comparison's sentence (lmdemo.models.adapters.paired_sentence) in the visitor's language."""
-    from lmdemo.models.adapters import paired_sentence
+def paired_text(paired: dict | None, lang: str, names: tuple[str, str] | None = None, rows: str = "validation example",
+                decimals: int = 2) -> str | None:
+    """The paired comparison's sentence (lmdemo.models.adapters.paired_sentence) in the visitor's language:
+    fine-tuned vs base, or `names` = (second, first) for two evaluated models."""
+    from lmdemo.models.adapters import METRIC_NAMES, paired_sentence
 
-    english = paired_sentence(paired)
+    english = paired_sentence(paired, names or ("Fine-tuned", "base"), rows, decimals)
     if lang != "zh" or not english:
         return english
     low, high = paired["ci95"]
-    name = {"chrf": "sentence-level chrF", "rougeL": "ROUGE-L"}.get(paired.get("metric"), paired.get("metric"))
-    return say("paired", lang, n=paired["n"], s="", wins=paired["wins"], losses=paired["losses"], ties=paired["ties"],
-               metric=word(name, lang), diff=paired["difference"], low=low, high=high,
-               direction="" if paired.get("higher_is_better", True) else say("lower_better", lang),
-               verdict=say("includes_zero" if low <= 0 <= high else "excludes_zero", lang))
+    second, first = names or ("微调模型", "基础模型")
+    return say_zh("paired", n=paired["n"], rows=word(rows, lang), second=second, first=first, wins=paired["wins"],
+                  losses=paired["losses"], ties=paired["ties"],
+                  metric=word(METRIC_NAMES.get(paired.get("metric"), paired.get("metric")), lang),
+                  diff=f"{paired['difference']:+.{decimals}f}", low=f"{low:+.{decimals}f}", high=f"{high:+.{decimals}f}",
+                  direction="" if paired.get("higher_is_better", True) else say("lower_better", lang),
+                  verdict=say("includes_zero" if low <= 0 <= high else "excludes_zero", lang))
 
 
 def versus(actual: dict, estimate: dict | None, lang: str) -> str:

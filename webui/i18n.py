@@ -337,15 +337,6 @@ LINES = {
     "estimated_took": ("estimated {guess} · took {done} ({steps} steps)", "估计 {guess} · 实际用时 {done}（{steps} 步）"),
     "seconds": ("{v:.0f} s", "{v:.0f} 秒"),
     "per_step": ("{v:.2f} s/step", "{v:.2f} 秒/步"),
-    "paired": ("Fine-tuned vs base on {n} validation example{s}: {wins} wins, {losses} losses, {ties} ties; "
-               "{metric} difference {diff:+.2f} ({direction}95 % bootstrap interval {low:+.2f} to {high:+.2f}; "
-               "{verdict}).",
-               "在 {n} 个验证样本上微调模型对比基础模型：胜 {wins}，负 {losses}，平 {ties}；{metric} 差值 {diff:+.2f}"
-               "（{direction}95 % 自助法置信区间 {low:+.2f} 到 {high:+.2f}；{verdict}）。"),
-    "eval_paired": ("{second} vs {first} on {n} examples: {wins} wins, {losses} losses, {ties} ties; {metric} "
-                    "difference {diff:+.3f} ({direction}95 % bootstrap interval {low:+.3f} to {high:+.3f}; {verdict}).",
-                    "在 {n} 个样本上 {second} 对比 {first}：胜 {wins}，负 {losses}，平 {ties}；{metric} 差值 {diff:+.3f}"
-                    "（{direction}95 % 自助法置信区间 {low:+.3f} 到 {high:+.3f}；{verdict}）。"),
     "lower_better": ("lower is better; ", "越低越好；"),
     "includes_zero": ("the interval includes 0: no clear difference on these examples",
                       "区间包含 0：在这些样本上没有明显差别"),
@@ -362,6 +353,17 @@ LINES = {
     "estimate_run": (" · {steps} steps: ~{seconds:.0f} s of training", " · {steps} 步：约 {seconds:.0f} 秒训练"),
 }
 
+# Chinese templates of sentences the library writes in English (the page shows the library's own for English).
+ZH_ONLY = {
+    "paired": "在 {n} 个{rows}上 {second} 对比 {first}：胜 {wins}，负 {losses}，平 {ties}；{metric} 差值 {diff}"
+              "（{direction}95 % 自助法置信区间 {low} 到 {high}；{verdict}）。",
+}
+
+
+def say_zh(key: str, **values) -> str:
+    return ZH_ONLY[key].format(**values)
+
+
 # Words the server puts in cells and status lines (job states, model states, table headers, metric names).
 WORDS_ZH = {
     "starting": "启动中", "running": "训练中", "finished": "已完成", "failed": "失败", "cancelled": "已取消",
@@ -370,7 +372,7 @@ WORDS_ZH = {
     "summarisation": "摘要", "generation": "生成",
     "ready": "就绪", "fetched": "已下载", "missing": "未获取",
     "model": "模型", "n": "样本数", "input": "输入", "reference": "参考", "prediction": "预测",
-    "base": "基础模型", "fine-tuned": "微调后", "step": "步", "loss": "损失", "token": "词元",
+    "base": "基础模型", "fine-tuned": "微调后", "validation example": "验证样本", "example": "样本", "step": "步", "loss": "损失", "token": "词元",
     "probability": "概率", "value": "数值", "bar": "指标 · 模型",
     "log p": "log p", "p": "p", "text": "文本", "label": "标签", "score": "分数",
     "name": "名称", "task": "任务", "metrics": "指标", "status": "状态", "size": "大小", "params": "参数量",

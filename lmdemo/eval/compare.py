@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from lmdemo.eval.evaluation import paired_comparison, run_rows, save
 from lmdemo.models.adapters import EVAL_FILES, adapter_meta, model_card
-
-def paired_line(paired: dict[str, Any]) -> str:
-    """EvalComparison.paired() in one sentence (the CLI's and the Evaluate tab's)."""
-    low, high = paired["ci95"]
-    verdict = "includes 0: no clear difference" if low <= 0 <= high else "excludes 0"
-    lower = "" if paired.get("higher_is_better", True) else "lower is better; "
-    return (f"{paired['second']} vs {paired['first']} on {paired['n']} examples: {paired['wins']} wins, "
-            f"{paired['losses']} losses, {paired['ties']} ties; {paired['metric']} difference "
-            f"{paired['difference']:+.3f} ({lower}95 % bootstrap interval {low:+.3f} to {high:+.3f}, {verdict}).")
-
 
 def _eval_rows(task: str, validation: list[dict]) -> tuple[str, list[dict]]:
     """The evaluation task and its rows for a fine-tuning task's validation rows."""

@@ -335,21 +335,32 @@ def _pair(meta: dict) -> str:
     return f", {LANGUAGES.get(meta['source'], meta['source'])} → {LANGUAGES.get(meta['target'], meta['target'])}"
 
 
-def paired_sentence(paired: dict | None) -> str | None:
-    """Wins, losses, ties and the bootstrap interval of a base vs fine-tuned comparison, in one sentence (model
-    card, Fine-tune tab, CLI); None when there is nothing to say."""
+METRIC_NAMES = {"chrf": "sentence-level chrF", "rougeL": "ROUGE-L"}  # per-example metrics, as a sentence names them
+
+
+def paired_sentence(paired: dict | None, names: tuple[str, str] = ("Fine-tuned", "base"),
+                    rows: str = "validation example", decimals: int = 2) -> str | None:
+    """Wins, losses, ties and the bootstrap interval of `names[0]` against `names[1]`, in one sentence (model card,
+    Fine-tune tab and CLI: fine-tuned vs base; Evaluate and `eval`: the second model vs the first); None when there
+    is nothing to say."""
     if not isinstance(paired, dict) or not paired.get("n") or not paired.get("ci95"):
         return None
-    name_of = {"accuracy": "accuracy", "chrf": "sentence-level chrF", "rougeL": "ROUGE-L", "perplexity": "perplexity"}
     low, high = paired["ci95"]
     direction = "" if paired.get("higher_is_better", True) else "lower is better; "
     verdict = ("the interval includes 0: no clear difference on these examples" if low <= 0 <= high else
                "the interval excludes 0")
-    n = paired["n"]
-    return (f"Fine-tuned vs base on {n} validation example{'s' * (n != 1)}: {paired['wins']} wins, "
+    n, d = paired["n"], decimals
+    return (f"{names[0]} vs {names[1]} on {n} {rows}{'s' * (n != 1)}: {paired['wins']} wins, "
             f"{paired['losses']} losses, {paired['ties']} ties; "
-            f"{name_of.get(paired.get('metric'), paired.get('metric'))} difference {paired['difference']:+.2f} "
-            f"({direction}95 % bootstrap interval {low:+.2f} to {high:+.2f}; {verdict}).")
+            f"{METRIC_NAMES.get(paired.get('metric'), paired.get('metric'))} difference {paired['difference']:+.{d}f} "
+            f"({direction}95 % bootstrap interval {low:+.{d}f} to {high:+.{d}f}; {verdict}).")
+
+
+def compared_sentence(paired: dict | None) -> str | None:
+    """An evaluation's second model against its first (EvalComparison.paired()), in one sentence."""
+    if not paired:
+        return None
+    return paired_sentence(paired, (paired["second"], paired["first"]), "example", 3)
 
 
 def model_card(name: str, meta: dict, config: dict, evals: list[dict] = (), datasets: list[str] | None = None,
