@@ -312,6 +312,10 @@ def lstm_view(model: gr.Dropdown) -> None:
     with gr.Row():
         text_in = gr.Textbox(label=i("lstm_text"), value="the dogs under the big tree are happy.", scale=3)
         k = gr.Number(value=theory.SBS["k"], label=i("smoothing"), elem_id="lstm-k")
+    # agreement across a phrase: the bigram sees "tree are" / "tree is" only, the LSTM the subject too
+    _examples([["the dogs under the big tree are happy."], ["the dogs under the big tree is happy."],
+               ["the girl in the small boat has a red hat."], ["the girl in the small boat have a red hat."]],
+              inputs=[text_in])
     run = gr.Button(i("compare3"))
     table = gr.Markdown(elem_id="lstm-compare")
     strips = [gr.HighlightedText(label=i(f"strip_{name}"), show_legend=False, combine_adjacent=False,
