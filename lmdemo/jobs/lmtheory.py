@@ -155,11 +155,15 @@ def attention_shape(model: str | None) -> tuple[int, int] | None:
     here (a built-in not converted yet, a Hub id offline, an engine)."""
     import json
 
+    from lmdemo.config import get_settings
     from lmdemo.models import families, store
-    from lmdemo.models.registry import resolve
+    from lmdemo.models.registry import check_allowed, resolve
 
     try:
-        ref = resolve(pick_model(model, None, DEFAULT_CHAT_MODEL)[0])
+        name = pick_model(model, None, DEFAULT_CHAT_MODEL)[0]
+        settings = get_settings()
+        check_allowed(name, settings.demo_mode, settings.allowed_models)  # a shared app asks the Hub for nothing else
+        ref = resolve(name)
         if ref.kind == "builtin":
             folder = store.model_dir(ref.name) if store.is_converted(ref.name) else None
         elif ref.kind == "folder":

@@ -359,3 +359,24 @@ def test_side_by_side_on_one_text(trained, llama_dir):
 def test_bad_inputs_raise_input_error(make, match):
     with pytest.raises(InputError, match=match):
         make()
+
+
+def test_attention_shape_asks_the_hub_for_allowed_models_only(online, settings):
+    """The page reads layers x heads when a model is typed: on a shared Space a Hub id outside the operator's list
+    is not even asked for (outside demo mode it is, so the check can fail)."""
+    from lmdemo.config import Settings, set_settings
+    from lmdemo.jobs.lmtheory import attention_shape
+    from lmdemo.models import families
+
+    families._HUB_FOLDERS.pop("bob/not-allowed", None)
+    set_settings(Settings(home=settings.home, demo_mode=True, allowed_models="alice/allowed"))
+    try:
+        online.requests.clear()
+        assert attention_shape("bob/not-allowed") is None
+        assert not online.requests, online.requests
+    finally:
+        set_settings(settings)
+    assert attention_shape("bob/not-allowed") is None  # no such repo on the loopback Hub
+    assert online.requests, "outside demo mode the config is asked for"
+    families._HUB_FOLDERS.pop("bob/not-allowed", None)
+    assert attention_shape("smollm2-135m-instruct") in (None, (30, 9))  # None only where it is not converted
