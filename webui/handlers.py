@@ -577,8 +577,8 @@ def estimate_training(task: str, sample: str | None, upload: str | None, first_c
 def estimate_text(est, lang: str) -> str:
     if lang != "zh":
         return est.text()
-    run = say("estimate_run", lang, steps=est.total_steps, seconds=est.total_seconds) if est.total_steps else ""
-    return say("estimate", lang, per_epoch=est.seconds_per_epoch / 60, steps=est.steps_per_epoch,
+    run = say_zh("estimate_run", steps=est.total_steps, seconds=est.total_seconds) if est.total_steps else ""
+    return say_zh("estimate", per_epoch=est.seconds_per_epoch / 60, steps=est.steps_per_epoch,
                per_step=est.seconds_per_step, run=run, mb=est.peak_memory_mb, trainable=est.trainable_params,
                total=est.total_params)
 
@@ -776,7 +776,12 @@ def show_past_run(name: str | None, request: gr.Request = None):
 def _verdict(paired: dict | None, worse: tuple | None, lang: str = "en") -> list[str]:
     """A finished run's verdict as Markdown lines: the paired comparison, then the worse-than-base warning in bold."""
     sentence = paired_text(paired, lang)
-    warning = say("worse", lang, metric=word(worse[0], lang), tuned=worse[1], base=worse[2]) if worse else None
+    from lmdemo.train import runlog
+
+    warning = None
+    if worse:
+        warning = (say_zh("worse", metric=word(worse[0], lang), tuned=worse[1], base=worse[2]) if lang == "zh"
+                   else runlog.worse_sentence(*worse))
     return ([plain(sentence)] if sentence else []) + ([f"**⚠️ {plain(warning)}**"] if warning else [])
 
 
@@ -807,15 +812,15 @@ def versus(actual: dict, estimate: dict | None, lang: str) -> str:
         return runlog.versus(actual, estimate)
 
     def part(seconds, per_step, mb) -> str:
-        bits = ([say("seconds", lang, v=seconds)] if seconds is not None else []) + (
-            [say("per_step", lang, v=per_step)] if per_step is not None else []) + (
+        bits = ([say_zh("seconds", v=seconds)] if seconds is not None else []) + (
+            [say_zh("per_step", v=per_step)] if per_step is not None else []) + (
             [f"{mb:.0f} MB"] if mb is not None else [])
         return "，".join(bits) or "?"
     done = part(actual.get("train_seconds"), actual.get("seconds_per_step"), actual.get("peak_memory_mb"))
     if not estimate:
-        return say("took", lang, done=done, steps=actual.get("steps", 0))
+        return say_zh("took", done=done, steps=actual.get("steps", 0))
     guess = part(estimate.get("total_seconds") or None, estimate.get("seconds_per_step"), estimate.get("peak_memory_mb"))
-    return say("estimated_took", lang, guess=guess, done=done, steps=actual.get("steps", 0))
+    return say_zh("estimated_took", guess=guess, done=done, steps=actual.get("steps", 0))
 
 
 # ---------------------------------------------------------------- adapters

@@ -333,28 +333,23 @@ LINES = {
     "past_head": ("**{name}** ({task}) · finished {finished}", "**{name}**（{task}）· 完成于 {finished}"),
     "stopped_early": (" · stopped early", " · 提前停止"),
     "settings": ("settings: {settings}", "设置：{settings}"),
-    "took": ("took {done} ({steps} steps)", "实际用时 {done}（{steps} 步）"),
-    "estimated_took": ("estimated {guess} · took {done} ({steps} steps)", "估计 {guess} · 实际用时 {done}（{steps} 步）"),
-    "seconds": ("{v:.0f} s", "{v:.0f} 秒"),
-    "per_step": ("{v:.2f} s/step", "{v:.2f} 秒/步"),
     "lower_better": ("lower is better; ", "越低越好；"),
     "includes_zero": ("the interval includes 0: no clear difference on these examples",
                       "区间包含 0：在这些样本上没有明显差别"),
     "excludes_zero": ("the interval excludes 0", "区间不包含 0"),
-    "worse": ("Warning: the fine-tuned adapter is WORSE than the base model on the validation rows ({metric} "
-              "{tuned:.3f} vs {base:.3f} for the base). It was saved, but the base model alone does better: try "
-              "more data, more steps or another learning rate before using it.",
-              "警告：在验证数据上，微调后的适配器比基础模型更差（{metric} {tuned:.3f}，基础模型 {base:.3f}）。"
-              "适配器已保存，但单用基础模型效果更好：使用前请尝试更多数据、更多步数或其他学习率。"),
-    "estimate": ("~{per_epoch:.1f} min per epoch ({steps} steps × {per_step:.2f} s){run} · ~{mb:.0f} MB of memory · "
-                 "{trainable:,} trainable of {total:,} parameters",
-                 "每轮约 {per_epoch:.1f} 分钟（{steps} 步 × {per_step:.2f} 秒）{run} · 约 {mb:.0f} MB 内存 · "
-                 "可训练参数 {trainable:,} / 共 {total:,}"),
-    "estimate_run": (" · {steps} steps: ~{seconds:.0f} s of training", " · {steps} 步：约 {seconds:.0f} 秒训练"),
 }
 
 # Chinese templates of sentences the library writes in English (the page shows the library's own for English).
 ZH_ONLY = {
+    "took": "实际用时 {done}（{steps} 步）",
+    "estimated_took": "估计 {guess} · 实际用时 {done}（{steps} 步）",
+    "seconds": "{v:.0f} 秒",
+    "per_step": "{v:.2f} 秒/步",
+    "worse": "警告：在验证数据上，微调后的适配器比基础模型更差（{metric} {tuned:.3f}，基础模型 {base:.3f}）。"
+             "适配器已保存，但单用基础模型效果更好：使用前请尝试更多数据、更多步数或其他学习率。",
+    "estimate": "每轮约 {per_epoch:.1f} 分钟（{steps} 步 × {per_step:.2f} 秒）{run} · 约 {mb:.0f} MB 内存 · "
+                "可训练参数 {trainable:,} / 共 {total:,}",
+    "estimate_run": " · {steps} 步：约 {seconds:.0f} 秒训练",
     "paired": "在 {n} 个{rows}上 {second} 对比 {first}：胜 {wins}，负 {losses}，平 {ties}；{metric} 差值 {diff}"
               "（{direction}95 % 自助法置信区间 {low} 到 {high}；{verdict}）。",
 }

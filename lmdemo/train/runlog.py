@@ -120,9 +120,11 @@ def worse_figures(task: str, comparison: dict | None) -> tuple[str, float, float
 def worse_than_base(task: str, comparison: dict | None) -> str | None:
     """A plain warning when the saved adapter scores worse than its base model on validation, else None."""
     worse = worse_figures(task, comparison)
-    if worse is None:
-        return None
-    key, tuned, base = worse
+    return None if worse is None else worse_sentence(*worse)
+
+
+def worse_sentence(key: str, tuned: float, base: float) -> str:
+    """The warning for worse_figures' (metric, fine-tuned, base)."""
     return (f"Warning: the fine-tuned adapter is WORSE than the base model on the validation rows ({key} "
             f"{tuned:.3f} vs {base:.3f} for the base). It was saved, but the base model alone does better: try "
             "more data, more steps or another learning rate before using it.")
