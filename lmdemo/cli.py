@@ -271,7 +271,7 @@ def cmd_lstm(args: argparse.Namespace) -> int:
 
     training = _train_lstm_interruptibly(req, progress)
     sbs = side_by_side(sbs_req, lstm=training.model) if sbs_req else None
-    gates = lstm_lm.score_lstm(training.model, sbs_req.text).gates if sbs_req else []
+    gates = sbs.gates if sbs else []
     if args.json:
         _emit(args, {"training": training.to_dict(), "side_by_side": sbs.to_dict() if sbs else None,
                      "gates": [[g.token, g.forget, g.input, g.output] for g in gates]}, "")

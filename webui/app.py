@@ -19,7 +19,7 @@ from lmdemo.jobs.lmtheory import (MAX_PE_DIM, MAX_PE_POSITIONS, AttentionRequest
                                   SinusoidalRequest, attention, attention_shape, rope as rope_encoding, side_by_side,
                                   sinusoidal)
 from lmdemo.jobs.lstm_lm import (MAX_HIDDEN, MAX_STEPS as MAX_LSTM_STEPS, LstmTrainRequest, bundled_corpus, get_lstm,
-                                 score_lstm, train_lstm)
+                                 train_lstm)
 from lmdemo.jobs.lmlab import (BigramRequest, NextTokensRequest, PerplexityRequest, bigram, next_tokens,
                                perplexity)
 from lmdemo.jobs.sentiment import SentimentRequest, run as run_sentiment
@@ -601,7 +601,7 @@ def api_lstm_compare(text: str, model_id: str, k: float = theory.SBS["k"], model
     model, adapter = h.pick(model, request)
     text = h.need(text, request)
     res = side_by_side(SideBySideRequest(text, k=k, model=model, adapter=adapter), lstm=lstm)
-    return dict(res.to_dict(), gates=score_lstm(lstm, text).to_dict()["gates"])
+    return dict(res.to_dict(), gates=[[g.token, g.forget, g.input, g.output] for g in res.gates])
 
 
 @h.friendly

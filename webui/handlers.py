@@ -36,7 +36,7 @@ from lmdemo.models.registry import BUILTINS
 from lmdemo.serve import slots, visitors
 from lmdemo.train.plan import FinetuneRequest, plan, task_defaults
 
-from .i18n import LINES, error_message, good_for, lang_of, message, say, say_zh, text, word
+from .i18n import LINES, error_message, good_for, lang_of, message, notes, say, say_zh, text, word
 
 log = logging.getLogger("lmdemo.webui")
 BUNDLED_SENTIMENT = "sentiment (bundled MiniLM + LoRA)"  # the Sentiment tab's label for "the job's default"
@@ -365,8 +365,7 @@ def lab_score(text_in: str, model: str, request: gr.Request = None, progress=gr.
     summary = say("lab_totals", lang, n=len(res.tokens), total=res.total_logprob, neg=-res.total_logprob,
                   ppl=res.perplexity)
     if res.note:
-        # the result joins its notes with spaces: translate sentence by sentence
-        summary += "\n\n_" + " ".join(message(n, lang) for n in re.split(r"(?<=\.)\s+(?=[A-Z])", res.note)) + "_"
+        summary += f"\n\n_{notes(res.note, lang)}_"
     return strip, summary, gr.Dataframe(value=table, headers=[word(h, lang) for h in ("token", "log p", "p")])
 
 

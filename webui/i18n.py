@@ -6,8 +6,6 @@ import re
 
 import gradio as gr
 
-from lmdemo.jobs.lmtheory import ROPE_NOTE
-
 EN = {
     "title": "# lmdemo — small language models, from theory to practice",
     "intro": "Everything below runs offline on small models that PyPI packages carry. Pick a tab, click an example, then press the orange button.",
@@ -282,10 +280,6 @@ LINES = {
                     "**{model}** · 第 **{layer}** 层（共 {layers} 层）· 第 **{head}** 个头（共 {heads} 个）· {n} 个词元 · {kind}"),
     "attn_causal": ("causal: a token sees only itself and earlier tokens", "因果：词元只能看到自身和之前的词元"),
     "attn_both": ("encoder: every token sees the whole text", "编码器：每个词元都能看到整段文本"),
-    "attn_first": ("{token} is first: it can only look at itself.", "{token} 是第一个词元：只能看自己。"),
-    "attn_reads": ("{token} looks most at {named}.", "{token} 最关注 {named}。"),
-    "attn_then": (", then ", "，其次是 "),
-    "attn_itself": ("itself", "自身"),
     "sinus_caption": ("{positions} positions (rows, top to bottom) × {d_model} dimensions (columns, left to right) · "
                       "red +1, white 0, blue −1",
                       "{positions} 个位置（行，自上而下）× {d_model} 个维度（列，从左到右）· 红 +1，白 0，蓝 −1"),
@@ -295,12 +289,6 @@ LINES = {
     "rope_table": ("layers: {layers} · base θ = {theta:,g} · {kind} · {pairs}", "层：{layers} · 基数 θ = {theta:,g} · {kind} · {pairs}"),
     "rope_pair": ("pair {pair}: {freq:.4g} rad per position (a turn every {length:,.1f})",
                   "第 {pair} 对：每个位置 {freq:.4g} 弧度（每 {length:,.1f} 个位置一圈）"),
-    "rope_note": (ROPE_NOTE,
-                  "最初的 Transformer 给每个词元的嵌入加上一个固定的正弦向量：位置只在最底层与内容混合一次，"
-                  "而在短文本上训练的模型遇到长文本时会碰到没见过的绝对位置。旋转位置编码（RoPE）则在每个注意力层里，"
-                  "把每个查询和键的每一对维度按与位置成正比的角度旋转。于是位置 m 的查询与位置 n 的键的点积只取决于 m − n："
-                  "注意力直接看到相对距离，嵌入上什么也不加，而且低频的维度对可以在训练后重新缩放（NTK、YaRN、Llama 3 缩放）"
-                  "来延长上下文。所以 Llama、SmolLM2、Gemma、Qwen 和 Mistral 都使用 RoPE。"),
     "lstm_progress": ("step {step}/{steps} · loss {loss:.3f} · perplexity {ppl:.2f} · {seconds:.1f} s",
                       "第 {step}/{steps} 步 · 损失 {loss:.3f} · 困惑度 {ppl:.2f} · {seconds:.1f} 秒"),
     "lstm_done": ("Trained **{steps}** steps ({reason}) in {seconds:.1f} s · vocabulary {vocab} · perplexity on the "
@@ -341,6 +329,15 @@ LINES = {
 
 # Chinese templates of sentences the library writes in English (the page shows the library's own for English).
 ZH_ONLY = {
+    "attn_first": "{token} 是第一个词元：只能看自己。",
+    "attn_reads": "{token} 最关注 {named}。",
+    "attn_then": "，其次是 ",
+    "attn_itself": "自身",
+    "rope_note": ("最初的 Transformer 给每个词元的嵌入加上一个固定的正弦向量：位置只在最底层与内容混合一次，"
+                  "而在短文本上训练的模型遇到长文本时会碰到没见过的绝对位置。旋转位置编码（RoPE）则在每个注意力层里，"
+                  "把每个查询和键的每一对维度按与位置成正比的角度旋转。于是位置 m 的查询与位置 n 的键的点积只取决于 m − n："
+                  "注意力直接看到相对距离，嵌入上什么也不加，而且低频的维度对可以在训练后重新缩放（NTK、YaRN、Llama 3 缩放）"
+                  "来延长上下文。所以 Llama、SmolLM2、Gemma、Qwen 和 Mistral 都使用 RoPE。"),
     "took": "实际用时 {done}（{steps} 步）",
     "estimated_took": "估计 {guess} · 实际用时 {done}（{steps} 步）",
     "seconds": "{v:.0f} 秒",
@@ -464,6 +461,11 @@ _PHRASES_ZH = [(re.compile(p), zh) for p, zh in (
     (r"^(.+) looks binary; upload UTF-8 text \(\.txt, \.csv, \.jsonl\)\.$",
      r"\1 看起来是二进制文件；请上传 UTF-8 文本（.txt、.csv、.jsonl）。"),
 )]
+
+
+def notes(note: str, lang: str) -> str:
+    """A library note (its sentences joined by spaces) in the visitor's language, sentence by sentence."""
+    return " ".join(message(part, lang) for part in re.split(r"(?<=\.)\s+(?=[A-Z])", note) if part)
 
 
 def message(msg: str, lang: str) -> str:

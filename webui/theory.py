@@ -14,10 +14,10 @@ from lmdemo.errors import InputError
 from lmdemo.jobs.base import defaults
 from lmdemo.jobs.lmtheory import (ROPE_NOTE, AttentionRequest, RopeRequest, SideBySideRequest, SinusoidalRequest,
                                   attention, attention_shape, rope, side_by_side, sinusoidal)
-from lmdemo.jobs.lstm_lm import LstmStep, LstmTrainRequest, get_lstm, score_lstm, train_lstm
+from lmdemo.jobs.lstm_lm import LstmStep, LstmTrainRequest, get_lstm, train_lstm
 
 from .handlers import friendly, need, owner_of, pick
-from .i18n import lang_of, message, say, word
+from .i18n import lang_of, message, notes, say, say_zh, word
 
 ATTN = defaults(AttentionRequest)
 SINUS = defaults(SinusoidalRequest)
@@ -78,15 +78,17 @@ def heatmap_html(tokens: list[str], weights: list[list[float]]) -> str:
 
 
 def _reading(res, lang: str) -> list[str]:
-    """The library's plain-language reading, in the page's language."""
+    """The library's plain-language reading, or the same in Chinese."""
+    if lang != "zh":
+        return res.reading
     out = []
     for i, row in enumerate(res.top):
         if res.causal and i == 0:
-            out.append(say("attn_first", lang, token=repr(res.tokens[0])))
+            out.append(say_zh("attn_first", token=repr(res.tokens[0])))
             continue
-        named = say("attn_then", lang).join(
-            f"{say('attn_itself', lang) if j == i else repr(res.tokens[j])} ({w:.0%})" for j, w in row)
-        out.append(say("attn_reads", lang, token=repr(res.tokens[i]), named=named))
+        named = say_zh("attn_then").join(
+            f"{say_zh('attn_itself') if j == i else repr(res.tokens[j])} ({w:.0%})" for j, w in row)
+        out.append(say_zh("attn_reads", token=repr(res.tokens[i]), named=named))
     return out
 
 
@@ -100,16 +102,10 @@ def show_attention(text: str, layer: float, head: float, model: str, request: gr
                  heads=res.num_heads, n=len(res.tokens),
                  kind=say("attn_causal" if res.causal else "attn_both", lang))
     if res.note:
-        header += "\n\n_" + " ".join(message(n, lang) for n in _sentences(res.note)) + "_"
+        header += f"\n\n_{notes(res.note, lang)}_"
     reading = "\n".join(f"- {line}" for line in _reading(res, lang))
     return (header, heatmap_html(res.tokens, res.weights), reading,
             gr.Slider(maximum=res.num_layers - 1), gr.Slider(maximum=res.num_heads - 1))
-
-
-def _sentences(note: str) -> list[str]:
-    import re
-
-    return [s for s in re.split(r"(?<=\.)\s+(?=[A-Z])", note) if s]
 
 
 # ---------------------------------------------------------------- positional encoding
@@ -166,10 +162,11 @@ def _rope_view(model: str, positions: int, lang: str, request):
         for i, curve in t.curves.items():
             label = f"{word('pair', lang)} {i}" + (f" · {word(t.layers, lang)}" if len(res.tables) > 1 else "")
             rows += [{"position": p, "cos": v, "pair": label} for p, v in enumerate(curve)]
-    lines.append(say("rope_note", lang))
-    extra = res.note[len(ROPE_NOTE):].strip()  # the library adds a sentence when the model rescales
-    if extra:
-        lines.append(message(extra, lang))
+    if lang == "zh":
+        extra = res.note[len(ROPE_NOTE):].strip()  # the library adds a sentence when the model rescales
+        lines += [say_zh("rope_note")] + ([message(extra, lang)] if extra else [])
+    else:
+        lines.append(res.note)
     plot = gr.LinePlot(value=pd.DataFrame(rows), x="position", y="cos", color="pair", x_title=word("position", lang),
                        y_title=f"cos({word('position', lang)} · θᵢ)", color_title=word("pair", lang))
     return "\n\n".join(lines), plot
@@ -246,8 +243,8 @@ def compare(text: str, lstm_id: str, k: float, model: str, request: gr.Request =
     table = "\n".join([say("sbs_head", lang)] + [
         say("sbs_row", lang, name=name, unit=word(s.unit, lang), n=len(s.tokens), ppl=s.perplexity)
         for name, s in zip(shown, strips)])
-    notes = " ".join(message(n, lang) for n in _sentences(res.note))
-    gates = score_lstm(lstm, text).gates
+    note = notes(res.note, lang)
+    gates = res.gates
     names = [word(f"{g} gate", lang) for g in ("forget", "input", "output")]
     frame = pd.DataFrame([{"position": f"{n:02d} {g.token}", "gate": name, "mean": value}
                           for n, g in enumerate(gates) for name, value in zip(names, (g.forget, g.input, g.output))])
@@ -257,6 +254,6 @@ def compare(text: str, lstm_id: str, k: float, model: str, request: gr.Request =
     gate_table = gr.Dataframe(value=rows, headers=[word(h, lang) for h in ("token", "forget gate", "input gate", "output gate")])
     labels = [say("strip_label", lang, name=name, ppl=s.perplexity, unit=word(s.unit, lang))
               for name, s in zip(shown, strips)]
-    return (f"{table}\n\n_{notes}_", *(gr.HighlightedText(value=_strip(s.tokens, s.unit), label=label)
+    return (f"{table}\n\n_{note}_", *(gr.HighlightedText(value=_strip(s.tokens, s.unit), label=label)
                                      for s, label in zip(strips, labels)), plot, gate_table)
 

@@ -14,7 +14,7 @@ import torch
 from lmdemo.errors import InputError, LmdemoError
 from lmdemo.jobs.base import pick_model, require_text
 from lmdemo.jobs.lmlab import BigramModel, MAX_SMOOTHING, _context_ids, _piece, score_text
-from lmdemo.jobs.lstm_lm import MAX_TEXT_CHARS, LstmLM, _whole, get_lstm, score_lstm
+from lmdemo.jobs.lstm_lm import MAX_TEXT_CHARS, GateRow, LstmLM, _whole, get_lstm, score_lstm
 from lmdemo.models.loading import load
 from lmdemo.models.registry import DEFAULT_CHAT_MODEL
 
@@ -153,27 +153,13 @@ def attention(req: AttentionRequest) -> AttentionMap:
 def attention_shape(model: str | None) -> tuple[int, int] | None:
     """(layers, heads per layer) from the model's config, without loading weights; None when it cannot be read
     here (a built-in not converted yet, a Hub id offline, an engine)."""
-    import json
-
-    from lmdemo.config import get_settings
-    from lmdemo.models import families, store
-    from lmdemo.models.registry import check_allowed, resolve
+    from lmdemo.models import families
 
     try:
-        name = pick_model(model, None, DEFAULT_CHAT_MODEL)[0]
-        settings = get_settings()
-        check_allowed(name, settings.demo_mode, settings.allowed_models)  # a shared app asks the Hub for nothing else
-        ref = resolve(name)
-        if ref.kind == "builtin":
-            folder = store.model_dir(ref.name) if store.is_converted(ref.name) else None
-        elif ref.kind == "folder":
-            folder = ref.path
-        else:
-            folder = families._hub_files(ref.name)
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8")) if folder else None
-    except (LmdemoError, OSError, ValueError, LookupError):  # unreadable here: the view's own run says why
+        config = families.config_dict(pick_model(model, None, DEFAULT_CHAT_MODEL)[0]) or {}
+    except LmdemoError:  # an unknown name: the view's own run says why
         return None
-    config = (config or {}).get("text_config", config) or {}
+    config = config.get("text_config", config) or {}
     layers, heads = config.get("num_hidden_layers"), config.get("num_attention_heads")
     return (layers, heads) if isinstance(layers, int) and isinstance(heads, int) else None
 
@@ -400,6 +386,7 @@ class SideBySide:
     lstm: Strip
     transformer: Strip
     note: str = ""
+    gates: list[GateRow] = field(default_factory=list)  # the LSTM's, after each token it read (not in to_dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"bigram": self.bigram.to_dict(), "lstm": self.lstm.to_dict(),
@@ -423,4 +410,4 @@ def side_by_side(req: SideBySideRequest, lstm: LstmLM | None = None, owner: str 
               bigram.perplexity(req.text)),
         Strip("LSTM", "word", [(w.word, w.logprob) for w in lstm_score.words], lstm_score.perplexity),
         Strip(req.model, "token", [(t.token, t.logprob) for t in scored.tokens], scored.perplexity),
-        " ".join(notes))
+        " ".join(notes), lstm_score.gates)

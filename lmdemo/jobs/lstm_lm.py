@@ -385,17 +385,3 @@ def score_lstm(model: LstmLM, text: str) -> LstmScore:
     total = math.fsum(w.logprob for w in words)
     note = f"{unknown} word(s) are not in the training corpus and were scored as {UNK}." if unknown else ""
     return LstmScore(words, total, _exp(-total / len(words)), gates, note)
-
-
-@dataclass
-class LstmScoreRequest:
-    text: str
-    model_id: str = field(default="", metadata={"help": "the id a training run returned"})
-
-    def __post_init__(self) -> None:
-        self.text = _bounded_text(self.text, "text", MAX_TEXT_CHARS)
-
-
-def lstm_score(req: LstmScoreRequest, owner: str | None = None) -> LstmScore:
-    """Score a text under one of the owner's trained LSTMs."""
-    return score_lstm(get_lstm(req.model_id, owner), req.text)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lmdemo.errors import InputError, ModelNotFoundError
+from lmdemo.errors import InputError, LmdemoError, ModelNotFoundError
 from lmdemo.models.registry import BUILTINS, check_allowed, resolve
 
 Family = Literal["chat-lm", "base-lm", "seq2seq", "classifier", "encoder"]
@@ -174,22 +174,47 @@ _CACHE: dict[tuple[str, int], ModelInfo] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def _config_source(name: str):
+    """(ModelRef, the folder its config.json is read from here, or None): a model folder or a Hub repo's config
+    files; None for a built-in (the registry knows its family). A shared app asks the Hub about allowed models
+    only."""
+    from lmdemo.config import get_settings
+
+    settings = get_settings()
+    check_allowed(name, settings.demo_mode, settings.allowed_models)
+    ref = resolve(name)
+    if ref.kind == "builtin":
+        return ref, None
+    return ref, ref.path if ref.kind == "folder" else _hub_files(ref.name)
+
+
+def config_dict(name: str) -> dict | None:
+    """A local model's or Hub model's config.json as a dict, without loading weights; None when it is not
+    readable here (a built-in not converted yet, a Hub id offline or refused, an engine)."""
+    from lmdemo.models import store
+
+    if is_remote(name):
+        return None
+    try:
+        ref, folder = _config_source(name)
+        if ref.kind == "builtin":
+            folder = store.model_dir(ref.name) if store.is_converted(ref.name) else None
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")) if folder else None
+    except (LmdemoError, OSError, ValueError):
+        return None
+
+
 def describe(name: str) -> ModelInfo | None:
     """The family of a built-in, folder or Hub model from its config; None when its config cannot be read here
     (offline and not cached, no such repo): loading then reports why."""
     from transformers import AutoConfig
 
-    from lmdemo.config import get_settings
-
     if is_remote(name):
         check_remote_allowed(name)
         return ModelInfo(name.strip(), "chat-lm", REMOTE)
-    settings = get_settings()
-    check_allowed(name, settings.demo_mode, settings.allowed_models)  # a shared app asks the Hub for nothing else
-    ref = resolve(name)
+    ref, folder = _config_source(name)
     if ref.kind == "builtin":
         return ModelInfo(ref.name, BUILTINS[ref.name].family)
-    folder = ref.path if ref.kind == "folder" else _hub_files(ref.name)
     if folder is None or not (folder / "config.json").is_file():
         if ref.kind == "folder":
             raise ModelNotFoundError(f"Model folder {name!r} has no config.json: not a transformers model folder.")

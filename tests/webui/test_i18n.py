@@ -57,3 +57,37 @@ def test_error_prefix_follows_the_language():
     assert i18n.error_message(InputError("Upload a CSV/JSONL/Parquet file or pick a sample set."), "zh") == \
         "输入有误：请上传 CSV/JSONL/Parquet 文件或选择示例数据集。"
     assert i18n.error_message(InputError("x"), "en") == "Input problem: x"
+
+
+def test_chinese_only_sentences_render_with_the_fields_their_callers_pass():
+    """ZH_ONLY has the Chinese of sentences the library writes in English: each is rendered here through the page
+    function that uses it, and every placeholder is filled."""
+    from types import SimpleNamespace
+
+    from webui.handlers import _verdict, estimate_text, versus
+    from webui.i18n import ZH_ONLY
+    from webui.theory import _reading
+
+    paired = {"metric": "accuracy", "higher_is_better": True, "n": 4, "wins": 3, "losses": 0, "ties": 1,
+              "difference": 0.75, "ci95": [0.25, 1.0]}
+    verdict = _verdict(paired, ("accuracy", 0.5, 0.75), "zh")
+    est = SimpleNamespace(total_steps=12, total_seconds=30.0, seconds_per_epoch=90.0, steps_per_epoch=6,
+                          seconds_per_step=2.5, peak_memory_mb=300.0, trainable_params=1000, total_params=9000)
+    run = {"train_seconds": 20, "seconds_per_step": 1.5, "peak_memory_mb": 300, "steps": 12}
+    attention = SimpleNamespace(top=[[(0, 1.0)], [(1, 0.6), (0, 0.4)]], tokens=["<s>", "cat"], causal=True)
+    rendered = {
+        "paired": verdict[0], "worse": verdict[1], "estimate": estimate_text(est, "zh"),
+        "estimate_run": estimate_text(est, "zh"), "took": versus(run, None, "zh"),
+        "estimated_took": versus(run, {"total_seconds": 18, "seconds_per_step": 1.4, "peak_memory_mb": 280}, "zh"),
+        "seconds": versus(run, None, "zh"), "per_step": versus(run, None, "zh"),
+        "attn_first": _reading(attention, "zh")[0], "attn_reads": _reading(attention, "zh")[1],
+        "attn_then": _reading(attention, "zh")[1], "attn_itself": _reading(attention, "zh")[1],
+        "rope_note": ZH_ONLY["rope_note"],
+    }
+    assert set(rendered) == set(ZH_ONLY)
+    fixed = {"attn_then": "，其次是 ", "attn_itself": "自身"}
+    expected = {"paired": "胜 3，负 0，平 1", "worse": "0\\.500", "estimate": "每轮约 1.5 分钟",
+                "estimate_run": "12 步：约 30 秒训练", "took": "实际用时 20 秒", "estimated_took": "估计 18 秒", "seconds": "20 秒", "per_step": "1.50 秒/步",
+                "attn_first": "'<s>' 是第一个词元", "attn_reads": "'cat' 最关注", "rope_note": "RoPE", **fixed}
+    for key, text in rendered.items():
+        assert expected[key] in text and "{" not in text and "}" not in text, (key, text)
