@@ -110,6 +110,22 @@ def tiny_home(tmp_path_factory):
     set_settings(before)
 
 
+@pytest.fixture
+def fp32():
+    """Load in fp32 for one test: exact comparisons with a reference computed one text at a time. Under bf16
+    (the default on CPUs with AVX512-BF16) a padded batch rounds differently, and a near-tie may flip."""
+    from dataclasses import replace
+
+    import torch
+
+    from lmdemo.config import set_settings
+
+    before = get_settings()
+    set_settings(replace(before, dtype="float32"))
+    yield torch.float32
+    set_settings(before)
+
+
 @pytest.fixture(autouse=True)
 def _close_test_pages():
     """Close the browser contexts a test opened (a module fixture's, opened before, stay for its module)."""

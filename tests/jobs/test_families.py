@@ -236,7 +236,7 @@ def _logits(folder: Path, texts: list[str]) -> torch.Tensor:
         return model(**tok(texts, return_tensors="pt", padding=True)).logits.float()
 
 
-def test_a_ready_classifier_uses_its_own_labels(models):
+def test_a_ready_classifier_uses_its_own_labels(models, fp32):
     from lmdemo.jobs.sentiment import classify
 
     texts = tf.SENTENCES[:6]
@@ -249,7 +249,7 @@ def test_a_ready_classifier_uses_its_own_labels(models):
         assert res.labels is None
 
 
-def test_a_multi_label_classifier_scores_with_sigmoid(models):
+def test_a_multi_label_classifier_scores_with_sigmoid(models, fp32):
     from lmdemo.jobs.sentiment import classify
 
     texts = tf.SENTENCES[:6]

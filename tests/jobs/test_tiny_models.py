@@ -293,7 +293,7 @@ def test_empty_prompt_is_a_one_line_input_error(llama_dir, prompt, mode):
 
 # ---------------------------------------------------------------- (g) sentiment = the classifier's argmax
 
-def test_sentiment_labels_are_the_models_argmax(bert_dirs):
+def test_sentiment_labels_are_the_models_argmax(bert_dirs, fp32):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from lmdemo.jobs.sentiment import SentimentRequest, run
@@ -303,7 +303,7 @@ def test_sentiment_labels_are_the_models_argmax(bert_dirs):
              "my bank account", "we spent the holiday on a sunny beach and swam every day",
              "The tax office needs the forms by Monday."]
     tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=_reference_dtype()).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=fp32).eval()
     expected = []
     with torch.no_grad():
         for text in texts:  # one at a time: lmdemo's padded batches must not change a label
