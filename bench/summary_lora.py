@@ -5,7 +5,9 @@ lmdemo/data/eval/summarization.jsonl against the base model with the job's defau
 
 Rows are prompted as the job's `plain` instruction asks ("Summarize the following text in one sentence. ...").
 
-    python bench/summary_lora.py [--epochs 5] [--lr 4e-4] [--split all] [--adapter DIR]
+    python bench/summary_lora.py [--epochs 5] [--lr 4e-4] [--split all] [--adapter DIR] [--train FILE ...]
+
+bench/data/news_summaries_2.jsonl holds 180 more briefs of the same kind (written later; --train both files).
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from summary_prompts import DATA, SPLITS, score  # noqa: E402
 TRAIN = Path(__file__).resolve().parent / "data/news_summaries.jsonl"
 
 
-def sft_rows() -> tuple[list[dict], list[dict]]:
+def sft_rows(files: list[Path]) -> tuple[list[dict], list[dict]]:
     """(train, validation) {prompt, response} rows in the job's `plain` one-sentence wording; 10 % validate."""
     from lmdemo.jobs.summarization import SummaryRequest, _messages
 
-    rows = [json.loads(line) for line in TRAIN.open(encoding="utf-8") if line.strip()]
+    rows = [json.loads(line) for f in files for line in f.open(encoding="utf-8") if line.strip()]
     random.Random(0).shuffle(rows)
     out = [{"prompt": _messages(SummaryRequest(r["text"], prompt="plain"), r["text"])[-1]["content"],
             "response": r["summary"]} for r in rows]
@@ -45,9 +47,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--split", choices=list(SPLITS), default="all")
     parser.add_argument("--adapter", help="keep the adapter in this folder (default: a temporary one)")
+    parser.add_argument("--train", nargs="+", type=Path, default=[TRAIN], help="{text, summary} JSONL files")
     args = parser.parse_args()
     rows = [json.loads(line) for line in open(DATA, encoding="utf-8")][SPLITS[args.split]]
-    train, val = sft_rows()
+    train, val = sft_rows(args.train)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.adapter or str(Path(tmp) / "news-summary")
         t0 = time.time()
