@@ -63,8 +63,9 @@ def test_two_visitors_see_only_their_own_work(pages):
         page.get_by_role("tab", name="Fine-tune").click()
         page.get_by_text("Saved adapters").click()
         table = page.locator("#adapters-table")
-        page.wait_for_function("() => document.querySelector('#adapters-table').innerText.includes('sentiment-minilm')",
-                               timeout=30_000)  # the shared, bundled adapter: the table is filled
+        # the shared, bundled adapter: the table is filled (it may not exist yet while the accordion opens)
+        page.wait_for_function("() => { const t = document.querySelector('#adapters-table');"
+                               " return t !== null && t.innerText.includes('sentiment-minilm'); }", timeout=30_000)
         tables[who] = table.inner_text()
         _shot(page, f"visitor-{who}-adapters")
     assert NAME in tables["a"] and NAME not in tables["b"], tables
