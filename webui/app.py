@@ -149,7 +149,8 @@ def sentiment_tab() -> tuple[gr.Dropdown, str, list[str]]:
 
 def summarise_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     stop = gr.State(h.StopEvent())
-    model = _model_box(DEFAULT_CHAT_MODEL, [DEFAULT_CHAT_MODEL])
+    choices = [(i("default_summariser"), "default"), DEFAULT_CHAT_MODEL]
+    model = _model_box("default", choices)
     text_in = gr.Textbox(label=i("summary_text"), lines=8)
     with gr.Row():
         unit = gr.Radio([(i("sentences"), "sentences"), (i("words"), "words")], value=SUM["unit"],
@@ -173,7 +174,7 @@ def summarise_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:
     ev = run.click(h.in_slot(h.summarise), [text_in, unit, length, model, stop], [summary, lengths],
                    concurrency_id="causal-lm", api_name="ui_summarise", api_visibility="private")
     stop_btn.click(h.stop_generation, stop, None, queue=False, cancels=[ev], api_name="ui_stop_generation", api_visibility="private")
-    return model, ("sft", "summarisation", "engines"), [DEFAULT_CHAT_MODEL]
+    return model, ("sft", "summarisation", "engines"), choices
 
 
 def translate_tab() -> tuple[gr.Dropdown, tuple[str, ...], list[str]]:

@@ -159,8 +159,9 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
 
     Setting ``stop`` ends the model thread itself at the next token. ``stop_strings`` end generation
     when produced; the returned text is cut before them. ``extra`` goes to ``generate`` as it is (a seq2seq
-    model's forced first token). An encoder-decoder model reads ``inputs`` with its encoder; its answer starts
-    from the decoder's start token, with the rest of its own generation config.
+    model's forced first token, a summary's no-repeat n-gram size), never to the fastgen loop. An encoder-decoder
+    model reads ``inputs`` with its encoder; its answer starts from the decoder's start token, with the rest of its
+    own generation config.
     """
     from transformers import StoppingCriteriaList, TextIteratorStreamer
 
@@ -175,7 +176,7 @@ def stream(lm: LoadedModel, inputs: dict[str, torch.Tensor], params: GenerationP
         kwargs.update(stop_strings=stop_strings, tokenizer=lm.tokenizer)
     kwargs.update(extra or {})
     failure: list[BaseException] = []
-    fast = _use_fastgen(lm, inputs)
+    fast = not extra and _use_fastgen(lm, inputs)  # fastgen knows none of generate's extra options
     weights = _fastgen_weights(lm, inputs, params) if fast else "exact"
     generate = (lambda: _fast_generate(lm, inputs, params, streamer, watch, stop_strings, weights)) if fast \
         else (lambda: lm.model.generate(**kwargs))

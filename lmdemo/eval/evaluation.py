@@ -293,6 +293,11 @@ def run_rows(task: str, rows: list[dict], model: str | None = None, adapter: str
         from lmdemo.jobs.sentiment import DEFAULT_ADAPTER
 
         adapter = DEFAULT_ADAPTER  # the job's default, named in the result
+    if task == "summarisation" and not model and not adapter:
+        from lmdemo.jobs.summarization import SummaryRequest
+
+        default = SummaryRequest("-")  # the one-sentence default: the bundled LoRA and its base, named in the result
+        model, adapter = default.model, default.adapter
     start = time.perf_counter()
     predict = {"sentiment": _classify, "classification": _classify, "translation": _translate,
                "summarisation": _summarise, "generation": _generation}[task]

@@ -54,5 +54,10 @@ def _run() -> None:
         classify(["warm up"])
         _after_requests()
         prepare_decoder(load(DEFAULT_COMPLETION_MODEL))
+        _after_requests()
+        from lmdemo.jobs.summarization import SummaryRequest
+
+        default = SummaryRequest("-")  # the one-sentence summariser: Gemma with the bundled news LoRA
+        load(default.model, adapter=default.adapter)
     except Exception:  # noqa: BLE001 - a failed warm-up is retried, with a visible error, by the first request
         log.exception("warm-up failed")

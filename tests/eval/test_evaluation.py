@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ def test_translation_summarisation_generation(prepared):
     assert set(tr.metrics) == {"bleu", "chrf"} and 0 < tr.metrics["chrf"] <= 100
     summ = evaluation.run("summarization", limit=1)
     assert set(summ.metrics) == {"rouge1", "rouge2", "rougeL", "rougeLsum"} and 0 < summ.metrics["rouge1"] <= 1
+    assert summ.model == "gemma-3-270m" and Path(summ.adapter).name == "news-summary-gemma"  # the default, named
     gen = evaluation.run("generation", limit=3)
     assert gen.metrics["perplexity"] > 1 and gen.n == 3
 

@@ -6,7 +6,9 @@ import pytest
 from lmdemo.errors import InputError
 from lmdemo.jobs import summarization
 from lmdemo.jobs.base import defaults
-from lmdemo.jobs.summarization import CHUNK_TOKENS, SummaryRequest, SummaryResult, fit_length, summarize
+from lmdemo.jobs.summarization import (CHUNK_TOKENS, DEFAULT_ADAPTER, SummaryRequest, SummaryResult,
+                                       completion_prompt, fit_length, summarize)
+from lmdemo.models.registry import DEFAULT_CHAT_MODEL, DEFAULT_COMPLETION_MODEL
 
 NEWS = ("The city council voted on Tuesday to build a new public library in the town centre. The project will cost "
         "12 million euros and is expected to open in 2028. Supporters said the current library is too small and lacks "
@@ -79,7 +81,7 @@ def test_an_invented_figure_is_summarised_again_or_cut(prepared):
     from lmdemo.models import families
     from lmdemo.models.loading import load
 
-    req = SummaryRequest(NEWS)
+    req = SummaryRequest(NEWS, model=DEFAULT_CHAT_MODEL)
     summariser = summarization._Summariser(load(req.model), families.require(req.model, "summarise"))
     draft = SummaryResult("Mayor Alan Price said the library will cost 99 million euros and open in 2031.", 70, 14, 90)
     res = list(summarization._check_facts(draft, NEWS, NEWS, summariser, req, None))[-1]
@@ -90,8 +92,62 @@ def test_an_invented_figure_is_summarised_again_or_cut(prepared):
 
 
 def test_defaults_are_the_bench_pick():
-    """The defaults bench/summary_prompts.py chose, as bench/README.md records them."""
+    """The defaults bench/summary_prompts.py and bench/summary_lora.py chose, as bench/README.md records them: one
+    sentence from the bundled news LoRA on Gemma; other lengths from SmolLM2 with the shots-3 prompt."""
     d = defaults(SummaryRequest)
     assert (d["prompt"], d["length"], d["unit"]) == ("shots-3", 1, "sentences")
     readme = (Path(__file__).resolve().parents[2] / "bench" / "README.md").read_text(encoding="utf-8")
     assert "| **shots-3, 1 sentence (default)** |" in readme
+    assert "| **LoRA, completion prompt (the default)** |" in readme
+    for model in (None, "", "default"):
+        req = SummaryRequest(NEWS, model=model)
+        assert (req.model, req.adapter) == (DEFAULT_COMPLETION_MODEL, DEFAULT_ADAPTER)
+    assert Path(DEFAULT_ADAPTER, "adapter_model.safetensors").is_file()
+    for kwargs in ({"length": 2}, {"length": 30, "unit": "words"}, {"model": DEFAULT_CHAT_MODEL}):
+        req = SummaryRequest(NEWS, **kwargs)
+        assert (req.model, req.adapter) == (DEFAULT_CHAT_MODEL, None), kwargs
+
+
+@pytest.mark.slow
+def test_the_default_summary_is_the_bundled_adapters_generate(prepared):
+    """The default one-sentence summary is what model.generate gives on Gemma with the bundled LoRA (greedy), and the
+    LoRA is what makes it: the base model alone answers the same prompt otherwise."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmdemo.models.loading import load
+    from lmdemo.models.store import model_dir
+
+    res = summarize(SummaryRequest(FIGURES))
+    folder = model_dir(DEFAULT_COMPLETION_MODEL)  # the converted safetensors folder the job loads too
+    tok = AutoTokenizer.from_pretrained(folder)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=load(DEFAULT_COMPLETION_MODEL).dtype)
+    ids = tok(completion_prompt(FIGURES, SummaryRequest(FIGURES)), return_tensors="pt")
+
+    def greedy(model) -> str:
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=61, do_sample=False)
+        text = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        answer = summarization._answer(text.split("\n\n")[0] if text.strip() else text)
+        return fit_length(summarization.drop_repeats(answer), SummaryRequest(FIGURES))
+
+    plain = greedy(base)
+    tuned = greedy(PeftModel.from_pretrained(base, DEFAULT_ADAPTER))
+    if res.fact_check == "passed":
+        assert res.summary == tuned, (res.summary, tuned)
+    assert tuned != plain and len(tuned.split()) >= 8, (tuned, plain)
+    assert res.unsupported == [] and _numbers(res.summary) <= _numbers(FIGURES)
+
+
+def test_a_loop_is_cut_before_the_clause_that_repeats():
+    """Greedy Gemma looped on FIGURES; the summary ends before the first clause that says 3 words again."""
+    from lmdemo.jobs.summarization import drop_repeats
+
+    loop = ("Northgate Water will replace 1,200 kilometres of old pipes at a cost of 2.4 billion pounds, with 350 "
+            "new engineers hired, and 350 new engineers hired, and 350 new engineers will be hired.")
+    assert drop_repeats(loop) == ("Northgate Water will replace 1,200 kilometres of old pipes at a cost of 2.4 "
+                                  "billion pounds, with 350 new engineers hired.")
+    fine = "The council will close the bridge for ten weeks, and pedestrians will use the road bridge."
+    assert drop_repeats(fine) == fine
+    assert drop_repeats("Prices rose, prices rose.") == "Prices rose, prices rose."  # 2 words: not a loop

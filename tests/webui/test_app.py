@@ -172,10 +172,12 @@ def test_finetune_check_counts_rows_without_training(client):
         client.predict(task="classification", api_name="/finetune_check")  # neither data nor sample
 
 
-def test_adapters_lists_the_bundled_one(client):
+def test_adapters_lists_the_bundled_ones(client):
     adapters = {a["name"]: a for a in client.predict(api_name="/adapters")}
     assert adapters["sentiment-minilm"]["bundled"] is True
     assert adapters["sentiment-minilm"]["task"] == "classification"
+    assert adapters["news-summary-gemma"]["bundled"] is True  # the default one-sentence summariser
+    assert adapters["news-summary-gemma"]["task"] == "sft"
 
 
 def test_share_dry_run_lists_the_upload_files(client):
