@@ -5,9 +5,9 @@ A heuristic, not a parser (no NER model ships with lmdemo). Numbers are digits (
 ordinals such as "first", nor "one" alone, which are mostly not figures). Names are runs of capitalised words;
 a lone capitalised first word of a sentence ("Officials said") is not taken for one. A number is supported when
 the source states the same value; a name when each of its words appears in the source (so "Westgate bakery" is
-found in "a bakery in Westgate", and an invented "John Smith" is not). Values are compared, not units: "6%" is
-supported by a "6" anywhere in the source, which misses a figure moved onto the wrong thing but seldom flags a
-faithful one.
+found in "a bakery in Westgate", and an invented "John Smith" is not). Other units are not compared, but a
+percentage needs the same percentage in the source ("6%" = "6 per cent" = "six percent"): a summary's "a 300-percent
+drop" is flagged when the source's 300 counts jobs.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ _BASIC = (r"(?:(?:%s)(?:[\s-](?:%s))?|%s)" % ("|".join(_TENS), "|".join(list(_UN
 # "one" alone is mostly a pronoun ("one of the stores"), and "hundred" or "a dozen" alone are loose: they count
 # only inside a longer written number ("one hundred", "twenty-one").
 _LOOSE_WORDS = {"one", "hundred", "thousand", "million", "billion", "trillion", "dozen", "zero"}
+_PERCENT = r"[\s-]?%|[\s-]?per[\s-]?cent\b|[\s-]?percent\b"  # "6%", "6 per cent", "a 300-percent drop"
 # Short scales ("5m", "2bn", "10k") only after a currency sign: "200m" alone is more often metres.
 _NUMBER = re.compile(
     r"(?P<cur>[$£€¥])?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
     r"(?:[\s-]?(?P<scale>hundred|thousand|million|billion|trillion)\b|(?<=\d)(?P<short>bn|mn|m|k)\b)?"
-    r"(?P<pct>\s?%|\s?per\s?cent\b|\s?percent\b)?"
+    rf"(?P<pct>{_PERCENT})?"
     rf"|\b(?P<words>(?:{_BASIC}|dozen|hundred|thousand|million|billion|trillion)"
-    r"(?:[\s-]+(?:dozen|hundred|thousand|million|billion|trillion))*)\b",
+    rf"(?:[\s-]+(?:dozen|hundred|thousand|million|billion|trillion))*)\b(?P<wpct>{_PERCENT})?",
     re.IGNORECASE)
 # Capitalised words (Okafor, O'Neill, McDonald's, NHS, Wi-Fi), joined by the particles names carry inside.
 _CAP = r"[A-Z][\w'’&.-]*\w|[A-Z]"
@@ -97,16 +98,23 @@ def numbers(text: str) -> list[tuple[str, float]]:
     return out
 
 
-def _source_values(source: str) -> set[float]:
-    values = set()
+def _is_percent(m: re.Match) -> bool:
+    return bool(m.group("pct") or m.group("wpct"))
+
+
+def _source_values(source: str) -> tuple[set[float], set[float]]:
+    """(every value the source states, the values it states as percentages)."""
+    values, percents = set(), set()
     for m in _NUMBER.finditer(source):
         value = _value(m)
         if value is None:
             continue
         values.add(round(value, 6))
+        if _is_percent(m):
+            percents.add(round(value, 6))
         if m.group("num"):  # "12 million" in the source also supports a bare "12"
             values.add(round(float(m.group("num").replace(",", "")), 6))
-    return values
+    return values, percents
 
 
 def names(text: str) -> list[str]:
@@ -134,11 +142,12 @@ def _word_set(text: str) -> set[str]:
 
 def unsupported(summary: str, source: str) -> list[Fact]:
     """The numbers and names of ``summary`` that ``source`` does not state, in order, without repeats."""
-    values, words = _source_values(source), _word_set(source)
+    (values, percents), words = _source_values(source), _word_set(source)
     found: list[Fact] = []
-    for written, value in numbers(summary):
-        if round(value, 6) not in values:
-            found.append(Fact(written, "number"))
+    for m in _NUMBER.finditer(summary):
+        value = _value(m)
+        if value is not None and round(value, 6) not in (percents if _is_percent(m) else values):
+            found.append(Fact(m.group(0).strip(), "number"))
     for name in names(summary):
         if not _word_set(name) <= words:
             found.append(Fact(name, "name"))

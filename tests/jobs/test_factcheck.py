@@ -63,3 +63,14 @@ def test_trim_cuts_the_clause_or_drops_the_sentence():
     assert factcheck.trim(two, facts) == "Harbor Foods' sales rose 6 percent, though higher wages slowed profit growth."
     assert factcheck.trim("John Smith opened three stores.", facts) == ""  # nothing left to keep
     assert factcheck.trim("Sales rose.", facts) == "Sales rose."
+
+
+def test_a_percentage_needs_a_percentage_in_the_source():
+    """Seen from the default summariser: "a 300-percent drop in profits" where the text's 300 counted jobs."""
+    source = ("Coastline Electronics said profits fell eleven percent in the third quarter, and it will cut about "
+              "300 jobs. Sales dropped 4 per cent.")
+    assert [f.text for f in factcheck.unsupported("Coastline reported a 300-percent drop in profits.", source)] == \
+        ["300-percent"]
+    for faithful in ("Profits fell 11%, and about 300 jobs will go.", "Profits fell 11 percent; sales fell 4%.",
+                     "Sales dropped four per cent.", "Coastline will cut 300 jobs after an 11-percent fall."):
+        assert factcheck.unsupported(faithful, source) == [], faithful
