@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterator
 
 from lmdemo.jobs.base import split_sentences
 
@@ -88,14 +89,17 @@ def _words_value(words: str) -> float | None:
     return float(total + current)
 
 
-def numbers(text: str) -> list[tuple[str, float]]:
-    """(as written, value) for each number in ``text``: digits, money, percentages, written numbers."""
-    out = []
+def _figures(text: str) -> Iterator[tuple[re.Match, float]]:
+    """(match, value) for each number in ``text`` (a lone loose word such as "one" has no value and is skipped)."""
     for m in _NUMBER.finditer(text):
         value = _value(m)
         if value is not None:
-            out.append((m.group(0).strip(), value))
-    return out
+            yield m, value
+
+
+def numbers(text: str) -> list[tuple[str, float]]:
+    """(as written, value) for each number in ``text``: digits, money, percentages, written numbers."""
+    return [(m.group(0).strip(), value) for m, value in _figures(text)]
 
 
 def _is_percent(m: re.Match) -> bool:
@@ -105,10 +109,7 @@ def _is_percent(m: re.Match) -> bool:
 def _source_values(source: str) -> tuple[set[float], set[float]]:
     """(every value the source states, the values it states as percentages)."""
     values, percents = set(), set()
-    for m in _NUMBER.finditer(source):
-        value = _value(m)
-        if value is None:
-            continue
+    for m, value in _figures(source):
         values.add(round(value, 6))
         if _is_percent(m):
             percents.add(round(value, 6))
@@ -144,9 +145,8 @@ def unsupported(summary: str, source: str) -> list[Fact]:
     """The numbers and names of ``summary`` that ``source`` does not state, in order, without repeats."""
     (values, percents), words = _source_values(source), _word_set(source)
     found: list[Fact] = []
-    for m in _NUMBER.finditer(summary):
-        value = _value(m)
-        if value is not None and round(value, 6) not in (percents if _is_percent(m) else values):
+    for m, value in _figures(summary):
+        if round(value, 6) not in (percents if _is_percent(m) else values):
             found.append(Fact(m.group(0).strip(), "number"))
     for name in names(summary):
         if not _word_set(name) <= words:
